@@ -1,0 +1,60 @@
+"""Side-by-side timing: each case runs convlab and PyTorch in the same session, and the
+summary at the end prints both medians and their ratio (torch time / convlab time, so
+above 1 means convlab is faster)."""
+
+import os
+import platform
+import subprocess
+from collections import defaultdict
+
+import pytest
+
+_medians = defaultdict(dict)  # case -> {"convlab": seconds, "torch": seconds}
+
+
+@pytest.fixture
+def record(benchmark):
+    """record(case, impl, fn): benchmarks fn and keeps its median for the summary."""
+
+    def run(case, impl, fn, *args):
+        benchmark.group = case
+        benchmark.extra_info["impl"] = impl
+        benchmark.pedantic(fn, args=args, rounds=int(os.environ.get("CONVLAB_BENCH_ROUNDS", 5)),
+                           iterations=1, warmup_rounds=1)
+        _medians[case][impl] = benchmark.stats.stats.median
+
+    return run
+
+
+def _commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except Exception:
+        return "unknown"
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _medians:
+        return
+    write = terminalreporter.write_line
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import torch
+    from convlab import _cpu
+
+    write("")
+    write(f"convlab vs PyTorch {torch.__version__} (CPU), {cpu}, {os.cpu_count()} cores, "
+          f"convlab threads {_cpu.num_threads()}, torch threads {torch.get_num_threads()}, "
+          f"commit {_commit()}")
+    write(f"| {'case':<58} | {'convlab ms':>10} | {'torch ms':>9} | {'torch/convlab':>13} |")
+    write(f"|{'-' * 60}|{'-' * 12}|{'-' * 11}|{'-' * 15}|")
+    for case, times in _medians.items():
+        ours, theirs = times.get("convlab"), times.get("torch")
+        ratio = f"{theirs / ours:13.2f}" if ours and theirs else f"{'-':>13}"
+        fmt = lambda t: f"{1e3 * t:.2f}" if t else "-"
+        write(f"| {case:<58} | {fmt(ours):>10} | {fmt(theirs):>9} | {ratio} |")
