@@ -55,14 +55,18 @@ struct GeometryError : std::invalid_argument {
 
 namespace detail {
 
+// Every size, stride, dilation and padding is at most 2^31 - 1, so that products of two
+// of them (a dilated kernel, in * stride) cannot overflow 64-bit arithmetic.
+constexpr index_t kMaxExtent = (index_t(1) << 31) - 1;
+
 inline void require_positive(const char* name, index_t value) {
-  if (value <= 0)
-    throw GeometryError(std::string(name) + " must be positive, got " + std::to_string(value));
+  if (value <= 0 || value > kMaxExtent)
+    throw GeometryError(std::string(name) + " must be in [1, 2^31 - 1], got " + std::to_string(value));
 }
 
 inline void require_non_negative(const char* name, index_t value) {
-  if (value < 0)
-    throw GeometryError(std::string(name) + " must be >= 0, got " + std::to_string(value));
+  if (value < 0 || value > kMaxExtent)
+    throw GeometryError(std::string(name) + " must be in [0, 2^31 - 1], got " + std::to_string(value));
 }
 
 // Output length and padding along one axis of a forward window op.

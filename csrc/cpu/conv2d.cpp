@@ -151,9 +151,11 @@ struct Im2colTransposedPackA {
 struct StridePhase {
   index_t first_h = 0, rows_h = 0, first_w = 0, rows_w = 0;  // input pixels of the phase
   std::vector<index_t> taps_h, taps_w;                         // kernel taps that reach them
-  StridePhase(const Conv2dGeometry& g, index_t phase_h, index_t phase_w) {
-    first_h = ((phase_h - g.pad_top) % g.stride_h + g.stride_h) % g.stride_h;
-    first_w = ((phase_w - g.pad_left) % g.stride_w + g.stride_w) % g.stride_w;
+  // The phase whose first input row is first_h (< stride_h) and first column first_w.
+  StridePhase(const Conv2dGeometry& g, index_t first_row, index_t first_column)
+      : first_h(first_row), first_w(first_column) {
+    const index_t phase_h = (first_h + g.pad_top) % g.stride_h;
+    const index_t phase_w = (first_w + g.pad_left) % g.stride_w;
     rows_h = first_h < g.in_height ? (g.in_height - 1 - first_h) / g.stride_h + 1 : 0;
     rows_w = first_w < g.in_width ? (g.in_width - 1 - first_w) / g.stride_w + 1 : 0;
     for (index_t kh = 0; kh < g.kernel_height; ++kh)
@@ -273,9 +275,11 @@ void conv2d_backward_input_with_bias(const Conv2dGeometry& g, const T* grad_y, c
   }
   const bool single_phase = g.stride_h == 1 && g.stride_w == 1;
   std::vector<T> phase_rows;
-  for (index_t phase_h = 0; phase_h < g.stride_h; ++phase_h)
-    for (index_t phase_w = 0; phase_w < g.stride_w; ++phase_w) {
-      const StridePhase phase(g, phase_h, phase_w);
+  // One phase per residue of the input row (column) modulo the stride; a stride larger
+  // than the input leaves only in_height (in_width) non-empty phases.
+  for (index_t first_h = 0; first_h < std::min(g.stride_h, g.in_height); ++first_h)
+    for (index_t first_w = 0; first_w < std::min(g.stride_w, g.in_width); ++first_w) {
+      const StridePhase phase(g, first_h, first_w);
       const index_t M = phase.pixels(g.batch);
       if (M == 0) continue;
       // With stride 1 the phase's rows are grad_x's rows in order; otherwise they are

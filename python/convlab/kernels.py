@@ -429,8 +429,10 @@ def separable_conv2d_forward(x, depthwise_kernel, pointwise_kernel, bias=None, s
     (1, 1, cin * depth_multiplier, cout). The 1x1 conv runs as a plain GEMM.
     """
     op = "separable_conv2d_forward"
-    _array(pointwise_kernel, "pointwise_kernel", op, rank=4)
+    _array(x, "x", op, rank=4)
     _array(depthwise_kernel, "depthwise_kernel", op, rank=4)
+    _array(pointwise_kernel, "pointwise_kernel", op, rank=4)
+    _bias(bias, pointwise_kernel.shape[3], op)
     middle = depthwise_kernel.shape[2] * depthwise_kernel.shape[3]
     if pointwise_kernel.shape[:3] != (1, 1, middle):
         raise ValueError(
@@ -515,6 +517,15 @@ def global_avg_pool2d_backward(grad_output, input_shape):
 # batch normalization
 
 
+def _rows_and_channels(x, op):
+    """x of rank >= 2, normalized per channel (the last axis) over all other axes."""
+    _array(x, "x", op)
+    if x.ndim < 2:
+        raise ValueError(f"{op}: x must have rank >= 2 (batch, ..., channels), got shape "
+                         f"{tuple(x.shape)}")
+    return x.shape[-1]
+
+
 def _channel_vector(value, name, channels, op, optional=False):
     if value is None and optional:
         return None
@@ -544,8 +555,7 @@ def batch_norm_forward_training(x, gamma, beta, moving_mean, moving_variance, mo
     moving = moving * momentum + batch_statistic * (1 - momentum).
     """
     op = "batch_norm_forward_training"
-    _array(x, "x", op)
-    channels = x.shape[-1]
+    channels = _rows_and_channels(x, op)
     _channel_vector(gamma, "gamma", channels, op, optional=True)
     _channel_vector(beta, "beta", channels, op, optional=True)
     _channel_vector(moving_mean, "moving_mean", channels, op)
@@ -569,8 +579,7 @@ def batch_norm_forward_training(x, gamma, beta, moving_mean, moving_variance, mo
 def batch_norm_forward_inference(x, gamma, beta, moving_mean, moving_variance, epsilon=1e-3):
     """y = gamma * (x - moving_mean) / sqrt(moving_variance + epsilon) + beta."""
     op = "batch_norm_forward_inference"
-    _array(x, "x", op)
-    channels = x.shape[-1]
+    channels = _rows_and_channels(x, op)
     _channel_vector(gamma, "gamma", channels, op, optional=True)
     _channel_vector(beta, "beta", channels, op, optional=True)
     _channel_vector(moving_mean, "moving_mean", channels, op)
@@ -591,10 +600,9 @@ def batch_norm_backward(grad_output, x, gamma, batch_mean, batch_variance, epsil
     grad_x = gamma / sqrt(var + eps) / M * (M * dy - sum(dy) - xhat * sum(dy * xhat)).
     """
     op = "batch_norm_backward"
-    _array(x, "x", op)
+    channels = _rows_and_channels(x, op)
     _array(grad_output, "grad_output", op)
     _expect_shape(grad_output, "grad_output", x.shape, op)
-    channels = x.shape[-1]
     _channel_vector(gamma, "gamma", channels, op, optional=True)
     _channel_vector(batch_mean, "batch_mean", channels, op)
     _channel_vector(batch_variance, "batch_variance", channels, op)

@@ -1,0 +1,46 @@
+"""Shared pytest configuration: the `cuda` marker and a seeded random generator."""
+
+import os
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+# The test modules import the float64 reference as `import reference`, whatever
+# pytest's import mode.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU")
+
+
+def _cuda_skip_reason():
+    try:
+        import convlab
+    except Exception as error:  # not built: nothing of convlab runs, CUDA least of all
+        return f"convlab does not import: {error}"
+    available = convlab.cuda_available()
+    if available:
+        return None
+    return getattr(available, "reason", None) or "no CUDA GPU available"
+
+
+def pytest_collection_modifyitems(config, items):
+    cuda_items = [item for item in items if item.get_closest_marker("cuda") is not None]
+    if not cuda_items:
+        return
+    reason = _cuda_skip_reason()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=f"needs a CUDA GPU: {reason}")
+    for item in cuda_items:
+        item.add_marker(skip)
+
+
+@pytest.fixture
+def rng(request):
+    """A numpy Generator seeded from the test's id: each test (and each parametrization)
+    gets its own data, the same on every run."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
