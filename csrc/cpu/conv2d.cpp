@@ -292,7 +292,7 @@ void conv2d_backward_input_with_bias(const Conv2dGeometry& g, const T* grad_y, c
       gemm<T>(M, Cin, phase.taps() * Cout, PhasePackA<T>{g, phase, grad_y},
               PhasePackB<T>{g, phase, kernel}, out, Cin, false, bias);
       if (single_phase) continue;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_parallel(M * Cin))
       for (index_t row = 0; row < M; ++row) {
         const index_t b = row % phase.rows_w, a = (row / phase.rows_w) % phase.rows_h;
         const index_t n = row / (phase.rows_w * phase.rows_h);
@@ -336,7 +336,9 @@ void conv2d_backward_kernel(const Conv2dGeometry& g, const T* x, const T* grad_y
   // (serial) GEMM into a private sum, then the sums are added. Chunks of at least
   // 256 pixels keep the GEMM efficient.
   const int threads = omp_get_max_threads();
-  const index_t chunks = std::max<index_t>(1, std::min<index_t>(threads, P / 256));
+  const index_t chunks = worth_parallel(P * K * N / 8)
+                             ? std::max<index_t>(1, std::min<index_t>(threads, P / 256))
+                             : 1;
   std::vector<AlignedBuffer<T>> partial;
   for (index_t t = 1; t < chunks; ++t) partial.emplace_back(K * N);
   const bool pointwise = is_pointwise(g);
@@ -362,7 +364,7 @@ template <typename T>
 void bias_backward(index_t rows, index_t channels, const T* grad_y, T* grad_bias) {
   // Sums in double so that a float gradient over a million rows keeps its digits.
   std::vector<double> total(channels, 0.0);
-#pragma omp parallel
+#pragma omp parallel if (worth_parallel(rows * channels))
   {
     std::vector<double> sum(channels, 0.0);
 #pragma omp for schedule(static) nowait

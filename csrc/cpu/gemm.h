@@ -30,6 +30,7 @@
 #include <omp.h>
 
 #include "../common/geometry.h"
+#include "parallel.h"
 
 namespace convlab::cpu {
 
@@ -102,7 +103,7 @@ struct StridedPackB {
   void operator()(T* dst, index_t k0, index_t kc, index_t j0, index_t nc) const {
     constexpr index_t NR = GemmBlocking<T>::NR;
     const index_t panels = (nc + NR - 1) / NR;
-#pragma omp parallel for schedule(static) if (panels > 4 && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (panels > 4 && worth_parallel(kc * nc) && !omp_in_parallel())
     for (index_t q = 0; q < panels; ++q) {
       const index_t cols = std::min(NR, nc - q * NR);
       T* panel = dst + q * NR * kc;
@@ -134,7 +135,9 @@ void gemm(index_t M, index_t N, index_t K, const PackA& pack_a, const PackB& pac
         C[i * ldc + j] = (accumulate ? C[i * ldc + j] : T(0)) + (bias ? bias[j] : T(0));
     return;
   }
-  const bool nested = omp_in_parallel();
+  // Small products stay on the calling thread (see parallel.h); so do GEMMs called from
+  // inside a parallel region, which already has its threads.
+  const bool nested = omp_in_parallel() || !worth_parallel(M * N * std::min(K, KC) / 8);
   const int threads = nested ? 1 : omp_get_max_threads();
   AlignedBuffer<T> b_block(std::min(KC, K) * ((std::min(NC, N) + NR - 1) / NR) * NR);
   for (index_t jc = 0; jc < N; jc += NC) {

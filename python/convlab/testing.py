@@ -91,9 +91,11 @@ def numerical_gradient(fn, inputs, grad_output, eps=1e-6, *, indices=None):
         for i in range(array.size) if chosen is None else chosen:
             original = flat[i]
             flat[i] = original + eps
-            plus = _to_numpy(fn(*arrays))
+            # Copies: an fn that returns a view of its input (reshape, slicing) would
+            # otherwise see its "plus" result change under the next perturbation.
+            plus = np.array(_to_numpy(fn(*arrays)), copy=True)
             flat[i] = original - eps
-            minus = _to_numpy(fn(*arrays))
+            minus = np.array(_to_numpy(fn(*arrays)), copy=True)
             flat[i] = original
             # Subtract before summing: the large common part cancels element by element.
             flat_gradient[i] = np.sum((plus - minus) * grad_output) / (2 * eps)
