@@ -1,0 +1,89 @@
+"""Activation functions: relu, sigmoid, tanh, softmax, log_softmax, each with its backward.
+
+softmax and log_softmax subtract the row maximum before exponentiating, so large logits
+do not overflow: softmax(z) = softmax(z - max z), log_softmax(z) = z - max z - log sum exp(z - max z).
+"""
+
+from ..autograd import Function, array_module
+
+__all__ = ["relu", "sigmoid", "tanh", "softmax", "log_softmax", "linear"]
+
+
+class ReLU(Function):
+    def forward(self, x):
+        self.positive = x > 0
+        return x * self.positive
+
+    def backward(self, grad):
+        return (grad * self.positive,)
+
+
+class Sigmoid(Function):
+    def forward(self, x):
+        # 1 / (1 + exp(-x)) written through tanh: no overflow for large |x|.
+        self.y = 0.5 * (array_module(x).tanh(0.5 * x) + 1)
+        return self.y
+
+    def backward(self, grad):
+        return (grad * self.y * (1 - self.y),)
+
+
+class Tanh(Function):
+    def forward(self, x):
+        self.y = array_module(x).tanh(x)
+        return self.y
+
+    def backward(self, grad):
+        return (grad * (1 - self.y * self.y),)
+
+
+class Softmax(Function):
+    def forward(self, x, *, axis):
+        xp = array_module(x)
+        e = xp.exp(x - x.max(axis=axis, keepdims=True))
+        self.y, self.axis = e / e.sum(axis=axis, keepdims=True), axis
+        return self.y
+
+    def backward(self, grad):
+        # dL/dz_i = y_i * (g_i - sum_j g_j y_j)
+        y = self.y
+        return (y * (grad - (grad * y).sum(axis=self.axis, keepdims=True)),)
+
+
+class LogSoftmax(Function):
+    def forward(self, x, *, axis):
+        xp = array_module(x)
+        shifted = x - x.max(axis=axis, keepdims=True)
+        self.y = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        self.axis = axis
+        return self.y
+
+    def backward(self, grad):
+        # dL/dz_i = g_i - softmax_i * sum_j g_j
+        softmax = array_module(grad).exp(self.y)
+        return (grad - softmax * grad.sum(axis=self.axis, keepdims=True),)
+
+
+def relu(x):
+    return ReLU.apply(x)
+
+
+def sigmoid(x):
+    return Sigmoid.apply(x)
+
+
+def tanh(x):
+    return Tanh.apply(x)
+
+
+def softmax(x, axis=-1):
+    return Softmax.apply(x, axis=axis)
+
+
+def log_softmax(x, axis=-1):
+    return LogSoftmax.apply(x, axis=axis)
+
+
+def linear(x):
+    """The identity (Keras' "linear" activation)."""
+    return x
