@@ -41,17 +41,16 @@
 #include <vector>
 
 #include "kernels.h"
+#include "parallel.h"
 
 namespace convlab::cpu {
 namespace {
 
-// Below this many elements a call runs on one thread: starting the thread team costs a
-// few microseconds, more than a small problem (a gradient check, a tiny test) takes.
-constexpr index_t kMinParallelWork = 1 << 15;
 constexpr index_t kChunkRows = 256;
 
+// Threads for a pass over `elements` values: one for small calls (see parallel.h).
 int threads_for(index_t elements) {
-  return elements >= kMinParallelWork ? omp_get_max_threads() : 1;
+  return worth_parallel(elements) ? omp_get_max_threads() : 1;
 }
 
 // Per-channel sums over all rows of `terms` different per-element quantities:

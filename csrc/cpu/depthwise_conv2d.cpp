@@ -11,9 +11,10 @@
 //     ih = oh*stride_h - pad_top  + kh*dilation_h
 //     iw = ow*stride_w - pad_left + kw*dilation_w
 // and taps outside the input read zero, so
-//     y[n, oh, ow, c*dm + m]  = bias[c*dm + m] + sum_{kh, kw} x[n, ih, iw, c] * kernel[kh, kw, c, m]
-//     grad_x[n, ih, iw, c]    = sum over (oh, ow, kh, kw) that read (ih, iw), and m, of
-//                               grad_y[n, oh, ow, c*dm + m] * kernel[kh, kw, c, m]
+//     y[n, oh, ow, c*dm + m]    = bias[c*dm + m]
+//                                 + sum_{kh, kw} x[n, ih, iw, c] * kernel[kh, kw, c, m]
+//     grad_x[n, ih, iw, c]      = sum over (oh, ow, kh, kw) that read (ih, iw), and m, of
+//                                 grad_y[n, oh, ow, c*dm + m] * kernel[kh, kw, c, m]
 //     grad_kernel[kh, kw, c, m] = sum_{n, oh, ow} x[n, ih, iw, c] * grad_y[n, oh, ow, c*dm + m]
 //
 // Loop order. A depthwise conv does only kh*kw multiply-adds per output element, too few
@@ -40,14 +41,15 @@
 // sum_of_products keeps its partial sums in registers: it walks the channels in blocks of
 // 8 AVX2 registers and, for one block, runs over all the terms before storing, so a
 // multiply-add costs two loads instead of the three loads and a store of adding each tap
-// into y (version 1, 1.3x to 3.6x slower on Xception and MobileNet shapes). With stride 1,
-// four neighbouring pixels whose windows lie inside the input share every kernel tap, and
-// their input pixels are one pixel apart; sum_of_products<4> then loads each kernel vector
-// once for the four (1.25 loads per multiply-add, up to 2x faster for C = 32). At larger
-// strides the four windows overlap less and the grouped walk measured slower, so it is
-// used for stride 1 only. The kernel gradient keeps version 1's loop, which measured
-// fastest there: its sums run over pixels, and register blocking over pixels meant
-// strided walks through memory.
+// into y. With stride 1, four neighbouring pixels whose windows lie inside the input share
+// every kernel tap and their input pixels are one pixel apart; sum_of_products<4> then
+// loads each kernel vector once for the four (1.25 loads per multiply-add). At larger
+// strides the four windows overlap less and the grouped walk measured 2x slower, so it is
+// used for stride 1 only. Against version 1 (each tap added into y, one channel loop per
+// tap), the forward and input gradient measured 1.3x (C = 256) to 3x (C = 32) faster at
+// stride 1 and the same at stride 2, on one core of the 2-core AVX2 machine. The kernel
+// gradient keeps version 1's loop, which measured fastest there: its sums run over pixels,
+// and blocking them in registers meant strided walks through memory.
 //
 // depth_multiplier > 1 is reduced to depth_multiplier 1: output channel c*dm + m reads only
 // input channel c, so repeating every input channel dm times,
@@ -62,13 +64,10 @@
 #include <vector>
 
 #include "kernels.h"
+#include "parallel.h"
 
 namespace convlab::cpu {
 namespace {
-
-// Below this many multiply-adds a call runs on one thread: starting the thread team costs
-// a few microseconds, more than a small problem (a gradient check, a tiny test) takes.
-constexpr index_t kMinParallelWork = 1 << 15;
 
 // Taps [*first, *last) of one window axis that land inside the input:
 // 0 <= o*stride - pad + k*dilation < in.
@@ -200,7 +199,7 @@ template <typename T>
 std::unique_ptr<T[]> repeat_channels(const Conv2dGeometry& g, const T* x) {
   const index_t pixels = g.in_pixels(), channels = g.in_channels, dm = g.depth_multiplier;
   std::unique_ptr<T[]> repeated(new T[pixels * channels * dm]);
-#pragma omp parallel for schedule(static) if (pixels * channels * dm >= kMinParallelWork)
+#pragma omp parallel for schedule(static) if (worth_parallel(pixels * channels * dm))
   for (index_t p = 0; p < pixels; ++p)
     for (index_t c = 0; c < channels; ++c)
       for (index_t m = 0; m < dm; ++m)
@@ -217,7 +216,7 @@ void forward_one_filter_per_channel(const Conv2dGeometry& g, const T* x, const T
   const index_t rows = g.batch * g.out_height;
   const index_t work = g.out_pixels() * channels * g.kernel_height * g.kernel_width;
 
-#pragma omp parallel if (work >= kMinParallelWork)
+#pragma omp parallel if (worth_parallel(work))
   {
     // The (input pixel, kernel tap) pairs of one output pixel.
     std::vector<const T*> inputs(g.kernel_height * g.kernel_width);
@@ -233,12 +232,16 @@ void forward_one_filter_per_channel(const Conv2dGeometry& g, const T* x, const T
         index_t kw_first, kw_last;
         taps_inside(ow, g.stride_w, g.pad_left, g.dilation_w, g.kernel_width, g.in_width,
                     &kw_first, &kw_last);
-        // Four neighbours with every tap inside the input share their kernel taps, and
-        // their input pixels are stride_w apart: one pass computes all four.
-        const bool four = g.stride_w == 1 && kw_first == 0 && kw_last == g.kernel_width &&
-                          ow + 3 < g.out_width &&
-                          (ow + 3) * g.stride_w - g.pad_left + (g.kernel_width - 1) * g.dilation_w <
-                              g.in_width;
+        // With stride 1, four neighbours whose windows lie inside the input share every
+        // kernel tap, and their input pixels are one pixel apart: one pass computes all four.
+        bool four = g.stride_w == 1 && kw_first == 0 && kw_last == g.kernel_width &&
+                    ow + 3 < g.out_width;
+        if (four) {
+          index_t last_first, last_last;  // the taps inside the input of pixel ow + 3
+          taps_inside(ow + 3, g.stride_w, g.pad_left, g.dilation_w, g.kernel_width, g.in_width,
+                      &last_first, &last_last);
+          four = last_last == g.kernel_width;
+        }
         index_t terms = 0;
         for (index_t kh = kh_first; kh < kh_last; ++kh)
           for (index_t kw = kw_first; kw < kw_last; ++kw) {
@@ -273,7 +276,7 @@ void backward_input_one_filter_per_channel(const Conv2dGeometry& g, const T* gra
   const index_t rows = g.batch * g.in_height;
   const index_t work = g.out_pixels() * channels * g.kernel_height * g.kernel_width;
 
-#pragma omp parallel if (work >= kMinParallelWork)
+#pragma omp parallel if (worth_parallel(work))
   {
     // The (grad_y pixel, kernel tap) pairs that read one input pixel.
     std::vector<const T*> grads(g.kernel_height * g.kernel_width);
@@ -322,7 +325,7 @@ void backward_kernel_one_filter_per_channel(const Conv2dGeometry& g, const T* x,
   const index_t kernel_size = g.kernel_height * g.kernel_width * channels;
   const index_t rows = g.batch * g.out_height;
   const index_t work = g.out_pixels() * kernel_size;
-  const int threads = work >= kMinParallelWork ? omp_get_max_threads() : 1;
+  const int threads = worth_parallel(work) ? omp_get_max_threads() : 1;
   // One double copy of grad_kernel per thread; added in thread order at the end, so the
   // result does not depend on scheduling, only on the thread count.
   std::vector<double> partial(static_cast<size_t>(threads) * kernel_size, 0.0);
@@ -360,7 +363,7 @@ void backward_kernel_one_filter_per_channel(const Conv2dGeometry& g, const T* x,
     }
   }
 
-#pragma omp parallel for schedule(static) if (threads * kernel_size >= kMinParallelWork)
+#pragma omp parallel for schedule(static) if (worth_parallel(threads * kernel_size))
   for (index_t i = 0; i < kernel_size; ++i) {
     double total = 0.0;
     for (int t = 0; t < threads; ++t) total += partial[static_cast<size_t>(t) * kernel_size + i];
@@ -388,7 +391,7 @@ void depthwise_conv2d_backward_input(const Conv2dGeometry& g, const T* grad_y, c
   std::unique_ptr<T[]> grad_repeated(new T[pixels * channels * dm]);
   backward_input_one_filter_per_channel(one_filter_per_channel(g), grad_y, kernel,
                                         grad_repeated.get());
-#pragma omp parallel for schedule(static) if (pixels * channels * dm >= kMinParallelWork)
+#pragma omp parallel for schedule(static) if (worth_parallel(pixels * channels * dm))
   for (index_t p = 0; p < pixels; ++p)
     for (index_t c = 0; c < channels; ++c) {
       T sum = 0;

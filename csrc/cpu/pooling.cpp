@@ -23,13 +23,14 @@
 // Loop order. Pooling does one compare or add per tap per element, so it is bound by
 // memory: each pass reads its inputs once and writes its output once, with the innermost
 // loop over the contiguous channels of one pixel (vectorized).
-//   forward          one thread per output row (n, oh).
-//   backward         a gather, not a scatter: one thread per input row (n, ih); each input
-//                    pixel adds the gradients of the (output pixel, tap) pairs that look
-//                    at it, found from the per-axis tables of covering_windows(). When
-//                    windows overlap (3x3 stride 2) a scatter would race; the gather has
-//                    exactly one writer per grad_x element, needs no zero-fill pass, and
-//                    sums in an order independent of the thread count.
+//   forward          the output rows (n, oh) are split among the threads.
+//   backward         a gather, not a scatter: the input rows (n, ih) are split among the
+//                    threads, and each input pixel adds the gradients of the (output
+//                    pixel, tap) pairs that look at it, found from the per-axis tables of
+//                    covering_windows(). When windows overlap (3x3 stride 2) a scatter
+//                    would race; the gather has exactly one writer per grad_x element,
+//                    needs no zero-fill pass, and sums in an order independent of the
+//                    thread count.
 //   max backward     first finds the winning tap of every (n, oh, ow, c) exactly as the
 //                    forward does (one pass over x, writing a small int32 tap index per
 //                    output element), then gathers: an input cell receives grad_y from a
@@ -43,13 +44,10 @@
 #include <vector>
 
 #include "kernels.h"
+#include "parallel.h"
 
 namespace convlab::cpu {
 namespace {
-
-// Below this many element-taps a call runs on one thread: starting the thread team costs
-// a few microseconds, more than a small problem (a gradient check, a tiny test) takes.
-constexpr index_t kMinParallelWork = 1 << 15;
 
 // Taps [*first, *last) of one window axis that land inside the input:
 // 0 <= o*stride - pad + k*dilation < in. Empty (first >= last) for an all-padding window.
@@ -149,7 +147,7 @@ void max_pool2d_forward(const Conv2dGeometry& g, const T* x, T* y) {
   const index_t rows = g.batch * g.out_height;
   const index_t work = g.out_pixels() * channels * g.kernel_height * g.kernel_width;
 
-#pragma omp parallel for schedule(static) if (work >= kMinParallelWork)
+#pragma omp parallel for schedule(static) if (worth_parallel(work))
   for (index_t row = 0; row < rows; ++row) {
     const index_t n = row / g.out_height, oh = row % g.out_height;
     index_t kh_first, kh_last;
@@ -166,7 +164,7 @@ template <typename T>
 void max_pool2d_backward(const Conv2dGeometry& g, const T* x, const T* grad_y, T* grad_x) {
   const index_t channels = g.in_channels;
   const index_t work = g.out_pixels() * channels * g.kernel_height * g.kernel_width;
-  const bool parallel = work >= kMinParallelWork;
+  const bool parallel = worth_parallel(work);
 
   // Pass 1: the winning tap of every output element, found exactly as the forward does.
   std::unique_ptr<std::int32_t[]> winner(new std::int32_t[g.out_pixels() * channels]);
@@ -225,34 +223,44 @@ void avg_pool2d_forward(const Conv2dGeometry& g, const T* x, T* y) {
   const index_t rows = g.batch * g.out_height;
   const index_t work = g.out_pixels() * channels * g.kernel_height * g.kernel_width;
 
-#pragma omp parallel for schedule(static) if (work >= kMinParallelWork)
-  for (index_t row = 0; row < rows; ++row) {
-    const index_t n = row / g.out_height, oh = row % g.out_height;
-    index_t kh_first, kh_last;
-    taps_inside(oh, g.stride_h, g.pad_top, g.dilation_h, g.kernel_height, g.in_height,
-                &kh_first, &kh_last);
-    const T* image = x + n * g.in_height * g.in_width * channels;
-    for (index_t ow = 0; ow < g.out_width; ++ow) {
-      T* __restrict out = y + (row * g.out_width + ow) * channels;
-      index_t kw_first, kw_last;
-      taps_inside(ow, g.stride_w, g.pad_left, g.dilation_w, g.kernel_width, g.in_width,
-                  &kw_first, &kw_last);
-      std::fill(out, out + channels, T(0));
-      const index_t count =
-          std::max<index_t>(kh_last - kh_first, 0) * std::max<index_t>(kw_last - kw_first, 0);
-      if (count == 0) continue;
-      for (index_t kh = kh_first; kh < kh_last; ++kh) {
-        const index_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-        for (index_t kw = kw_first; kw < kw_last; ++kw) {
-          const index_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
-          const T* __restrict in = image + (ih * g.in_width + iw) * channels;
+#pragma omp parallel if (worth_parallel(work))
+  {
+    std::vector<const T*> cells(g.kernel_height * g.kernel_width);  // of one window
+#pragma omp for schedule(static)
+    for (index_t row = 0; row < rows; ++row) {
+      const index_t n = row / g.out_height, oh = row % g.out_height;
+      index_t kh_first, kh_last;
+      taps_inside(oh, g.stride_h, g.pad_top, g.dilation_h, g.kernel_height, g.in_height,
+                  &kh_first, &kh_last);
+      const T* image = x + n * g.in_height * g.in_width * channels;
+      for (index_t ow = 0; ow < g.out_width; ++ow) {
+        T* __restrict out = y + (row * g.out_width + ow) * channels;
+        index_t kw_first, kw_last;
+        taps_inside(ow, g.stride_w, g.pad_left, g.dilation_w, g.kernel_width, g.in_width,
+                    &kw_first, &kw_last);
+        index_t count = 0;
+        for (index_t kh = kh_first; kh < kh_last; ++kh)
+          for (index_t kw = kw_first; kw < kw_last; ++kw) {
+            const index_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+            const index_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
+            cells[count++] = image + (ih * g.in_width + iw) * channels;
+          }
+        if (count == 0) {
+          std::fill(out, out + channels, T(0));
+          continue;
+        }
+        // out = (cell 0 + cell 1 + ...) * (1 / count)
+        const T* __restrict first = cells[0];
+        std::copy(first, first + channels, out);
+        for (index_t t = 1; t < count; ++t) {
+          const T* __restrict in = cells[t];
 #pragma omp simd
           for (index_t c = 0; c < channels; ++c) out[c] += in[c];
         }
-      }
-      const T scale = T(1) / static_cast<T>(count);
+        const T scale = T(1) / static_cast<T>(count);
 #pragma omp simd
-      for (index_t c = 0; c < channels; ++c) out[c] *= scale;
+        for (index_t c = 0; c < channels; ++c) out[c] *= scale;
+      }
     }
   }
 }
@@ -282,7 +290,7 @@ void avg_pool2d_backward(const Conv2dGeometry& g, const T* grad_y, T* grad_x) {
                                                    g.stride_w, g.pad_left, g.dilation_w);
   const index_t rows = g.batch * g.in_height;
 
-#pragma omp parallel for schedule(static) if (work >= kMinParallelWork)
+#pragma omp parallel for schedule(static) if (worth_parallel(work))
   for (index_t row = 0; row < rows; ++row) {
     const index_t n = row / g.in_height, ih = row % g.in_height;
     const T* grad_image = grad_y + n * g.out_height * g.out_width * channels;
@@ -313,8 +321,9 @@ void global_avg_pool2d_forward(index_t batch, index_t pixels, index_t channels, 
   constexpr index_t kBlock = 256;  // channels per task: 1-2 KiB of each pixel row
   const index_t blocks = (channels + kBlock - 1) / kBlock;
   const double inverse_pixels = 1.0 / static_cast<double>(pixels);
+  const bool parallel = worth_parallel(batch * pixels * channels);
 
-#pragma omp parallel for collapse(2) schedule(static) if (batch * pixels * channels >= kMinParallelWork)
+#pragma omp parallel for collapse(2) schedule(static) if (parallel)
   for (index_t n = 0; n < batch; ++n)
     for (index_t block = 0; block < blocks; ++block) {
       const index_t c0 = block * kBlock, width = std::min(kBlock, channels - c0);
@@ -336,7 +345,7 @@ void global_avg_pool2d_backward(index_t batch, index_t pixels, index_t channels,
   const T scale = static_cast<T>(1.0 / static_cast<double>(pixels));
   const index_t rows = batch * pixels;
 
-#pragma omp parallel for schedule(static) if (rows * channels >= kMinParallelWork)
+#pragma omp parallel for schedule(static) if (worth_parallel(rows * channels))
   for (index_t row = 0; row < rows; ++row) {
     const T* __restrict grad_out = grad_y + (row / pixels) * channels;
     T* __restrict grad_in = grad_x + row * channels;
