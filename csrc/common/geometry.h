@@ -69,6 +69,24 @@ inline void require_non_negative(const char* name, index_t value) {
     throw GeometryError(std::string(name) + " must be in [0, 2^31 - 1], got " + std::to_string(value));
 }
 
+// The sizes every window op has, each in [1, 2^31 - 1].
+inline void require_extents(index_t batch, index_t in_height, index_t in_width,
+                            index_t in_channels, index_t kernel_height, index_t kernel_width,
+                            index_t out_channels, index_t stride_h, index_t stride_w,
+                            index_t dilation_h, index_t dilation_w) {
+  require_positive("batch size", batch);
+  require_positive("input height", in_height);
+  require_positive("input width", in_width);
+  require_positive("input channels", in_channels);
+  require_positive("kernel height", kernel_height);
+  require_positive("kernel width", kernel_width);
+  require_positive("output channels", out_channels);
+  require_positive("stride height", stride_h);
+  require_positive("stride width", stride_w);
+  require_positive("dilation height", dilation_h);
+  require_positive("dilation width", dilation_w);
+}
+
 // Output length and padding along one axis of a forward window op.
 inline void window_axis(const char* axis, index_t in, index_t kernel, index_t stride,
                         index_t dilation, Padding padding, index_t explicit_before,
@@ -111,17 +129,8 @@ inline Conv2dGeometry make_conv2d_geometry(index_t batch, index_t in_height, ind
                                            Padding padding, index_t pad_top = 0,
                                            index_t pad_bottom = 0, index_t pad_left = 0,
                                            index_t pad_right = 0) {
-  detail::require_positive("batch size", batch);
-  detail::require_positive("input height", in_height);
-  detail::require_positive("input width", in_width);
-  detail::require_positive("input channels", in_channels);
-  detail::require_positive("kernel height", kernel_height);
-  detail::require_positive("kernel width", kernel_width);
-  detail::require_positive("output channels", out_channels);
-  detail::require_positive("stride height", stride_h);
-  detail::require_positive("stride width", stride_w);
-  detail::require_positive("dilation height", dilation_h);
-  detail::require_positive("dilation width", dilation_w);
+  detail::require_extents(batch, in_height, in_width, in_channels, kernel_height, kernel_width,
+                          out_channels, stride_h, stride_w, dilation_h, dilation_w);
   Conv2dGeometry g;
   g.batch = batch;
   g.in_height = in_height;
@@ -228,17 +237,8 @@ inline Conv2dGeometry make_conv2d_transpose_geometry(
     index_t stride_w, index_t dilation_h, index_t dilation_w, Padding padding,
     bool has_output_padding = false, index_t output_padding_h = 0,
     index_t output_padding_w = 0) {
-  detail::require_positive("batch size", batch);
-  detail::require_positive("input height", in_height);
-  detail::require_positive("input width", in_width);
-  detail::require_positive("input channels", in_channels);
-  detail::require_positive("kernel height", kernel_height);
-  detail::require_positive("kernel width", kernel_width);
-  detail::require_positive("output channels", out_channels);
-  detail::require_positive("stride height", stride_h);
-  detail::require_positive("stride width", stride_w);
-  detail::require_positive("dilation height", dilation_h);
-  detail::require_positive("dilation width", dilation_w);
+  detail::require_extents(batch, in_height, in_width, in_channels, kernel_height, kernel_width,
+                          out_channels, stride_h, stride_w, dilation_h, dilation_w);
   Conv2dGeometry g;
   g.batch = batch;
   g.out_height = in_height;
