@@ -44,3 +44,17 @@ def rng(request):
     """A numpy Generator seeded from the test's id: each test (and each parametrization)
     gets its own data, the same on every run."""
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture(scope="module")
+def single_threaded_torch():
+    """Runs a module's PyTorch cross-checks on one torch thread.
+
+    Their tensors are tiny: torch's thread pool only adds wake-up latency, and on a
+    loaded 2-core machine its spinning threads slow everything else down.
+    """
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -15,15 +15,7 @@ from convlab.testing import assert_close
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_threaded_torch():
-    # The tensors here are tiny: torch's thread pool only adds wake-up latency, and on a
-    # loaded 2-core machine its spinning threads slow everything else down.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_threaded_torch")
 
 SIZES = [5, 6, 7]  # odd and even, so the total padding is odd for some strides and kernels
 STRIDES = [1, 2, 3]
