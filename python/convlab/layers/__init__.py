@@ -7,6 +7,7 @@
     normalization    BatchNormalization
     core             Dense, Activation, Flatten, Dropout, Rescaling, ZeroPadding2D, Lambda
     merging          Add, Concatenate, add, concatenate
+    preprocessing    RandomFlip, RandomRotation, RandomZoom, RandomTranslation (data augmentation)
 """
 
 from .base import KerasTensor, Layer, Node  # noqa: F401
@@ -16,6 +17,7 @@ from .input_layer import Input, InputLayer  # noqa: F401
 from .merging import Add, Concatenate, add, concatenate  # noqa: F401
 from .normalization import BatchNormalization  # noqa: F401
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D  # noqa: F401
+from .preprocessing import RandomFlip, RandomRotation, RandomTranslation, RandomZoom  # noqa: F401
 
 # Keras' short aliases
 Convolution2D = Conv2D
