@@ -20,15 +20,21 @@ layer that takes one (BatchNormalization, Dropout).
 """
 
 from . import layers as layers_module
+from . import saving
 from .autograd import Tensor
 from .layers.base import KerasTensor, Layer, flatten, format_shapes, map_structure, map_structure_shapes
 from .layers.input_layer import Input, InputLayer
+from .training import TrainingMixin
 
-__all__ = ["Model", "Sequential"]
+__all__ = ["Model", "Sequential", "load_model", "serialize_model", "deserialize_model"]
 
 
-class Model(Layer):
-    """A graph of layers from `inputs` to `outputs`, usable itself as a layer."""
+class Model(TrainingMixin, Layer):
+    """A graph of layers from `inputs` to `outputs`, usable itself as a layer.
+
+    Training (compile, fit, evaluate, predict) comes from convlab.training; saving and
+    loading (save, save_weights, load_weights, load_model) from convlab.saving.
+    """
 
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
         super().__init__(name=name, trainable=trainable, **kwargs)
@@ -258,6 +264,19 @@ class Model(Layer):
                 readers[id(tensor)] = readers.get(id(tensor), 0) + 1
         return len(self.inputs) == 1 and len(self.outputs) == 1 and all(n == 1 for n in readers.values())
 
+    # ---- saving
+
+    def save(self, filepath, include_optimizer=True):
+        """Write the model to `filepath` (a zip of JSON and .npy; atomic): architecture, weights,
+        and with include_optimizer the compile settings and optimizer state."""
+        saving.save_model(self, filepath, include_optimizer=include_optimizer)
+
+    def save_weights(self, filepath):
+        saving.save_weights(self, filepath)
+
+    def load_weights(self, filepath):
+        saving.load_weights(self, filepath)
+
     # ---- config
 
     def get_config(self):
@@ -413,6 +432,24 @@ class Sequential(Model):
         for entry in config["layers"]:
             model.add(deserialize_layer(entry, custom_objects))
         return model
+
+
+def load_model(filepath, custom_objects=None, compile=True):
+    """A model saved with model.save(): see convlab.saving (never unpickles, never runs code)."""
+    return saving.load_model(filepath, custom_objects=custom_objects, compile=compile)
+
+
+def serialize_model(model):
+    return {"class_name": type(model).__name__, "config": model.get_config()}
+
+
+def deserialize_model(entry, custom_objects=None):
+    if not isinstance(entry, dict) or "class_name" not in entry or "config" not in entry:
+        raise ValueError("a model config must be a dict with 'class_name' and 'config'")
+    model = deserialize_layer(entry, custom_objects)
+    if not isinstance(model, Model):
+        raise ValueError(f"the saved config describes a {entry['class_name']}, not a model")
+    return model
 
 
 def deserialize_layer(entry, custom_objects=None):

@@ -203,8 +203,9 @@ class Layer:
         return self.weights
 
     def get_weights(self):
-        """The weights' values as numpy arrays, in the order of `weights`."""
-        return [w.numpy() for w in self.weights]
+        """Copies of the weights' values as numpy arrays, in the order of `weights` (copies: later
+        training does not change them, so they can be kept and restored with set_weights)."""
+        return [np.array(w.numpy(), copy=True) for w in self.weights]
 
     def set_weights(self, weights):
         """Set every weight from a list of arrays (same order and shapes as get_weights())."""
