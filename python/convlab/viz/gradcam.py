@@ -1,0 +1,139 @@
+"""Grad-CAM: where in the image the evidence for a class is (Chollet 2nd ed. 9.4.3, 1st ed. 5.4.3).
+
+With A the last conv layer's output for the image (1, h, w, c) and y_c the model's score
+for class c (the top class unless told otherwise):
+
+    g = dy_c / dA                              (1, h, w, c)
+    weights[k] = mean of g[..., k] over batch, rows and columns
+    heatmap = relu(mean over k of A[0, :, :, k] * weights[k])
+    heatmap /= max(heatmap)                    (an all-zero heatmap stays zero)
+
+A is an intermediate tensor, so its gradient comes from one tape over the whole model:
+a model with two outputs, [A, predictions], runs on the image with the image watched, which
+records every operation after it, those that make the predictions out of A included; the
+tape then differentiates y_c with respect to A (and only the part of the graph between
+them is walked backward).
+
+overlay_heatmap paints the heatmap over the image as the book does: uint8(255 * heatmap)
+through the jet colormap, resized to the image (bilinear), image + alpha * colours, then
+the sum rescaled to 0..255 by its own min and max.
+"""
+
+import numpy as np
+
+from ..autograd import GradientTape
+from ..layers import Conv2D, SeparableConv2D
+from ..models import Model
+from .activations import _check_layer_names
+from .colormap import jet
+from .images import model_batch, model_input, one_image, to_numpy, write_png
+
+__all__ = ["find_last_conv_layer", "grad_cam", "overlay_heatmap"]
+
+
+def find_last_conv_layer(model):
+    """The name of the model's last Conv2D or SeparableConv2D layer with a 4-D output."""
+    for layer in reversed(model.layers):
+        if isinstance(layer, (Conv2D, SeparableConv2D)) and not isinstance(layer.output, list) \
+                and len(layer.output.shape) == 4:
+            return layer.name
+    names = ", ".join(f"{layer.name} ({type(layer).__name__})" for layer in model.layers)
+    raise ValueError(f"model '{model.name}' has no Conv2D or SeparableConv2D layer for Grad-CAM; its layers: {names}")
+
+
+def grad_cam(model, image, last_conv_layer_name, class_index=None):
+    """The Grad-CAM heatmap (h, w) in [0, 1] of one image for one class (see the module doc).
+
+    image: (h, w, c) or (1, h, w, c), numpy or CuPy array or Tensor (moved to the model's
+    device). The model's output must be (batch, classes); class_index defaults to the
+    argmax of the prediction. A single sigmoid unit (output (1, 1)) has the one class 0,
+    whose score is the output itself.
+    """
+    inputs = model_input(model)
+    (last_conv_layer_name,) = _check_layer_names(model, [last_conv_layer_name], "last_conv_layer_name")
+    conv_output = model.get_layer(last_conv_layer_name).output
+    if isinstance(conv_output, list) or len(conv_output.shape) != 4:
+        raise ValueError(
+            f"last_conv_layer_name: layer '{last_conv_layer_name}' has output shape "
+            f"{getattr(conv_output, 'shape', None)}, Grad-CAM needs a 4-D (batch, h, w, channels) output"
+        )
+    if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
+        shapes = ", ".join(str(t.shape) for t in model.outputs)
+        raise ValueError(
+            f"grad_cam needs a model with one output of shape (batch, classes); '{model.name}' outputs {shapes}"
+        )
+    grad_model = Model([inputs], [conv_output, model.outputs[0]], name=f"{model.name}_grad_cam")
+    x = model_batch(model, image)
+    with GradientTape() as tape:
+        tape.watch(x)  # records everything computed from the image, the head after A included
+        activation, predictions = grad_model(x)
+        n_classes = predictions.shape[1]
+        if class_index is None:
+            class_index = int(np.argmax(predictions.numpy()[0]))
+        elif not isinstance(class_index, (int, np.integer)) or isinstance(class_index, bool) \
+                or not 0 <= class_index < n_classes:
+            raise ValueError(f"class_index must be an int in [0, {n_classes}) for this model, got {class_index!r}")
+        score = predictions[:, int(class_index)]
+    gradient = tape.gradient(score, activation)
+    a = activation.numpy().astype(np.float64)
+    g = np.zeros_like(a) if gradient is None else gradient.numpy().astype(np.float64)
+    weights = g.mean(axis=(0, 1, 2))
+    heatmap = np.maximum((a[0] * weights).mean(axis=-1), 0.0)
+    peak = heatmap.max()
+    return heatmap / peak if peak > 0 else heatmap
+
+
+def _rgb_image(image):
+    array = one_image(image, "image", allow_2d=True).astype(np.float64)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    elif array.shape[2] == 4:
+        array = array[:, :, :3]
+    elif array.shape[2] != 3:
+        raise ValueError(f"image must be grayscale (1 channel), RGB (3) or RGBA (4), got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError("image contains NaN or infinity")
+    return array
+
+
+def overlay_heatmap(image, heatmap, alpha=0.4, colormap="jet", path=None):
+    """The heatmap in colour over the image, uint8 RGB of the image's size (see the module doc).
+
+    image: (h, w), (h, w, 1|3|4) or (1, h, w, c), pixel values as the book has them (0..255);
+    grayscale is repeated into RGB. heatmap: (h', w') in [0, 1]. colormap: "jet" or a
+    function from uint8 indices to RGB in [0, 1].
+    """
+    from PIL import Image
+
+    picture = _rgb_image(image)
+    levels = to_numpy(heatmap, "heatmap").astype(np.float64)
+    if levels.ndim != 2:
+        raise ValueError(f"heatmap must be 2-D (h, w), got shape {levels.shape}")
+    if not (np.isfinite(levels).all() and levels.min() >= 0.0 and levels.max() <= 1.0):
+        raise ValueError(
+            f"heatmap values must lie in [0, 1] (grad_cam's output), got values in [{np.nanmin(levels)}, "
+            f"{np.nanmax(levels)}]"
+        )
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) or not np.isfinite(alpha):
+        raise ValueError(f"alpha must be a finite number, got {alpha!r}")
+    if colormap == "jet":
+        colormap = jet
+    elif not callable(colormap):
+        raise ValueError(f"colormap must be 'jet' or a function from uint8 indices to RGB, got {colormap!r}")
+    colours = np.asarray(colormap(np.uint8(255 * levels)), dtype=np.float64)
+    if colours.shape != levels.shape + (3,):
+        raise ValueError(f"colormap returned shape {colours.shape}, expected {levels.shape + (3,)}")
+    coloured = Image.fromarray(np.round(np.clip(colours, 0, 1) * 255).astype(np.uint8), "RGB")
+    height, width = picture.shape[:2]
+    coloured = np.asarray(coloured.resize((width, height), Image.BILINEAR), dtype=np.float64)
+    superimposed = picture + alpha * coloured
+    superimposed -= superimposed.min()
+    top = superimposed.max()
+    if top > 0:
+        superimposed /= top
+    overlay = (superimposed * 255).astype(np.uint8)
+    if path is not None:
+        write_png(overlay, path)
+    return overlay
