@@ -208,3 +208,38 @@ def test_mean_iou_leaves_out_classes_absent_from_targets_and_predictions():
     metric.update_state(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]))
     # class 0: 1 / 2, class 1: 2 / 3; classes 2 and 3 never occur
     assert metric.result() == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+
+@pytest.mark.parametrize("loss_name", ["sparse_categorical_crossentropy", "categorical_crossentropy"])
+def test_softmax_outputs_train_through_their_logits_even_when_saturated(rng, loss_name):
+    # Scores so large that softmax gives exactly 1 for a wrong class: the clipped-probability
+    # gradient would be 0 (a dead unit); through the logits it is softmax - onehot, as torch computes.
+    from convlab import ops
+
+    z = rng.standard_normal((4, 3)) * 100
+    labels = (z.argmax(1) + 1) % 3
+    target = labels if loss_name.startswith("sparse") else np.eye(3)[labels]
+    x = Tensor(z, requires_grad=True)
+    value = losses.get(loss_name)(target, ops.softmax(x))
+    value.backward()
+    t = torch.tensor(z, requires_grad=True)
+    expected = F.cross_entropy(t, torch.tensor(labels))
+    expected.backward()
+    np.testing.assert_allclose(float(value.item()), expected.item(), rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy(), atol=1e-15)
+    assert np.abs(x.grad.numpy()).max() > 0.1
+
+
+def test_sigmoid_outputs_train_through_their_logits(rng):
+    from convlab import ops
+
+    z = np.array([[40.0], [-40.0], [0.3]])
+    target = np.array([[0.0], [1.0], [1.0]])
+    x = Tensor(z, requires_grad=True)
+    value = losses.BinaryCrossentropy()(target, ops.sigmoid(x))
+    value.backward()
+    t = torch.tensor(z, requires_grad=True)
+    expected = F.binary_cross_entropy_with_logits(t, torch.tensor(target))
+    expected.backward()
+    np.testing.assert_allclose(float(value.item()), expected.item(), rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy(), atol=1e-15)

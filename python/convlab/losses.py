@@ -12,6 +12,13 @@ their sum (Keras does, so outputs that do not quite sum to one are still a distr
 With from_logits=True the loss works on pre-activation scores through log-sum-exp,
 which is exact for any magnitude.
 
+Probabilities straight from convlab's softmax (or sigmoid) carry the scores they came from
+(`tensor._logits`); given such a tensor, a crossentropy uses the scores, as Keras does on
+its TensorFlow backend. That matters in training: once a softmax saturates (p = 1 for a
+wrong class), the clipped-probability gradient is exactly zero and the unit never recovers,
+while the gradient through the logits, p - onehot, still pulls it back. Arrays, and tensors
+from anywhere else, get the clipped formula.
+
 Per-element losses are averaged over every element that is not the class axis: for a
 segmentation output (batch, h, w, classes) with integer masks (batch, h, w), the
 sparse crossentropy is the mean over all pixels of all images (Keras' default
@@ -33,6 +40,14 @@ EPSILON = 1e-7  # Keras' backend.epsilon()
 
 def _data(value):
     return value.data if isinstance(value, Tensor) else value
+
+
+def _logits_behind(y_pred, from_logits):
+    """(tensor, from_logits): the scores behind softmax/sigmoid probabilities when they are known."""
+    logits = getattr(y_pred, "_logits", None)
+    if not from_logits and logits is not None and logits.shape == y_pred.shape:
+        return logits, True
+    return y_pred, from_logits
 
 
 def _as_target(y_true, like):
@@ -273,7 +288,8 @@ class SparseCategoricalCrossentropy(Loss):
                 f"[{int(labels.min())}, {int(labels.max())}]"
             )
         labels = labels.astype(xp.int64, copy=False)
-        fn = SparseCrossentropyFromLogits if self.from_logits else SparseCrossentropyFromProbabilities
+        y_pred, from_logits = _logits_behind(y_pred, self.from_logits)
+        fn = SparseCrossentropyFromLogits if from_logits else SparseCrossentropyFromProbabilities
         return fn.apply(y_pred, labels=labels)
 
     def get_config(self):
@@ -302,7 +318,8 @@ class CategoricalCrossentropy(Loss):
         _check_same_shape(self.name, target.shape, y_pred.shape)
         if self.label_smoothing:
             target = target * (1 - self.label_smoothing) + self.label_smoothing / y_pred.shape[-1]
-        fn = CategoricalCrossentropyFromLogits if self.from_logits else CategoricalCrossentropyFromProbabilities
+        y_pred, from_logits = _logits_behind(y_pred, self.from_logits)
+        fn = CategoricalCrossentropyFromLogits if from_logits else CategoricalCrossentropyFromProbabilities
         return fn.apply(y_pred, target=target)
 
     def get_config(self):
@@ -338,7 +355,8 @@ class BinaryCrossentropy(Loss):
         _check_same_shape(self.name, target.shape, y_pred.shape)
         if self.label_smoothing:
             target = target * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
-        fn = BinaryCrossentropyFromLogits if self.from_logits else BinaryCrossentropyFromProbabilities
+        y_pred, from_logits = _logits_behind(y_pred, self.from_logits)
+        fn = BinaryCrossentropyFromLogits if from_logits else BinaryCrossentropyFromProbabilities
         return fn.apply(y_pred, target=target)
 
     def get_config(self):

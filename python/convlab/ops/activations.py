@@ -4,7 +4,7 @@ softmax and log_softmax subtract the row maximum before exponentiating, so large
 do not overflow: softmax(z) = softmax(z - max z), log_softmax(z) = z - max z - log sum exp(z - max z).
 """
 
-from ..autograd import Function, array_module
+from ..autograd import Function, array_module, as_tensor
 
 __all__ = ["relu", "sigmoid", "tanh", "softmax", "log_softmax", "linear"]
 
@@ -69,7 +69,9 @@ def relu(x):
 
 
 def sigmoid(x):
-    return Sigmoid.apply(x)
+    out = Sigmoid.apply(x)
+    out._logits = as_tensor(x)  # for binary crossentropy, see _logits below
+    return out
 
 
 def tanh(x):
@@ -77,7 +79,13 @@ def tanh(x):
 
 
 def softmax(x, axis=-1):
-    return Softmax.apply(x, axis=axis)
+    out = Softmax.apply(x, axis=axis)
+    if axis in (-1, out.ndim - 1):
+        # Keep the pre-activation scores on the output, as Keras does: a crossentropy given
+        # these probabilities then works from the logits, exactly, instead of from clipped
+        # probabilities whose gradient vanishes once a prediction saturates.
+        out._logits = as_tensor(x)
+    return out
 
 
 def log_softmax(x, axis=-1):
