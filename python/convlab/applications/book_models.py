@@ -68,17 +68,23 @@ def cats_vs_dogs_convnet(input_shape=(180, 180, 3), augmentation=None, dropout=N
     return Model(inputs, outputs, name="cats_vs_dogs_convnet")
 
 
-def segmentation_net(img_size=(200, 200), num_classes=3):
+def segmentation_net(img_size=(200, 200), num_classes=3, filters=(64, 128, 256)):
     """Listing 9.4: strided convs down to 1/8 size, Conv2DTranspose back up, a per-pixel
-    softmax over num_classes. 2,880,643 parameters for 200x200 and 3 classes."""
+    softmax over num_classes. 2,880,643 parameters for 200x200 and 3 classes.
+
+    filters: the widths of the three stages (the book's 64, 128, 256); a narrower net, e.g.
+    (16, 32, 64), keeps the architecture and trains in minutes on a CPU.
+    """
+    if len(filters) != 3:
+        raise ValueError(f"segmentation_net: filters must give three stage widths, got {filters!r}")
     inputs = layers.Input(shape=tuple(img_size) + (3,))
     x = layers.Rescaling(1.0 / 255)(inputs)
-    for filters in (64, 128, 256):
-        x = layers.Conv2D(filters, 3, strides=2, activation="relu", padding="same")(x)
-        x = layers.Conv2D(filters, 3, activation="relu", padding="same")(x)
-    for filters in (256, 128, 64):
-        x = layers.Conv2DTranspose(filters, 3, activation="relu", padding="same")(x)
-        x = layers.Conv2DTranspose(filters, 3, activation="relu", padding="same", strides=2)(x)
+    for width in filters:
+        x = layers.Conv2D(width, 3, strides=2, activation="relu", padding="same")(x)
+        x = layers.Conv2D(width, 3, activation="relu", padding="same")(x)
+    for width in reversed(filters):
+        x = layers.Conv2DTranspose(width, 3, activation="relu", padding="same")(x)
+        x = layers.Conv2DTranspose(width, 3, activation="relu", padding="same", strides=2)(x)
     outputs = layers.Conv2D(num_classes, 3, activation="softmax", padding="same")(x)
     return Model(inputs, outputs, name="segmentation_net")
 
@@ -110,20 +116,25 @@ def residual_convnet(input_shape=(32, 32, 3)):
     return Model(inputs, outputs, name="residual_convnet")
 
 
-def mini_xception(input_shape=(180, 180, 3), augmentation=None):
+def mini_xception(input_shape=(180, 180, 3), augmentation=None, num_classes=1, batch_norm_momentum=0.99):
     """Listing 9.x: the mini Xception-like cats-vs-dogs model. Per size in 32..512:
     BN, relu, SeparableConv; BN, relu, SeparableConv; 3x3/2 max pool; plus a strided 1x1 conv
-    residual. 721,857 parameters, 718,849 trainable (the BN moving statistics are not)."""
+    residual. 721,857 parameters, 718,849 trainable (the BN moving statistics are not).
+
+    num_classes=1 is the book's Dense(1, sigmoid) head; more classes get Dense(n, softmax).
+    batch_norm_momentum: Keras' default 0.99; a short training run (a few hundred steps) wants
+    a smaller one, or the moving statistics used at inference trail the weights.
+    """
     inputs = layers.Input(shape=input_shape)
     x = _front(inputs, augmentation)
     x = layers.Rescaling(1.0 / 255)(x)
     x = layers.Conv2D(filters=32, kernel_size=5, use_bias=False)(x)
     for size in (32, 64, 128, 256, 512):
         residual = x
-        x = layers.BatchNormalization()(x)
+        x = layers.BatchNormalization(momentum=batch_norm_momentum)(x)
         x = layers.Activation("relu")(x)
         x = layers.SeparableConv2D(size, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
+        x = layers.BatchNormalization(momentum=batch_norm_momentum)(x)
         x = layers.Activation("relu")(x)
         x = layers.SeparableConv2D(size, 3, padding="same", use_bias=False)(x)
         x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
@@ -131,5 +142,8 @@ def mini_xception(input_shape=(180, 180, 3), augmentation=None):
         x = layers.add([x, residual])
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(0.5)(x)
-    outputs = layers.Dense(1, activation="sigmoid")(x)
+    if num_classes == 1:
+        outputs = layers.Dense(1, activation="sigmoid")(x)
+    else:
+        outputs = layers.Dense(num_classes, activation="softmax")(x)
     return Model(inputs, outputs, name="mini_xception")
