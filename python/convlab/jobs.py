@@ -159,8 +159,8 @@ def book_augmentation(seed=None):
     ], name="data_augmentation")
 
 
-def train_xception(epochs=20, batch_size=32, device="cpu", out="convlab-runs/xception", seed=0, verbose=1,
-                   image_size=48, num_train=1500, num_test=300, augmentation=False):
+def train_xception(epochs=12, batch_size=32, device="cpu", out="convlab-runs/xception", seed=0, verbose=1,
+                   image_size=48, num_train=4000, num_test=300, augmentation=False):
     """The mini Xception (separable convs, batch norm, residual connections; the book's
     cats-vs-dogs model with a 3-class softmax head) on the shapes classification task,
     with the books' augmentation in front. Reports test accuracy."""
