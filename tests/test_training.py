@@ -241,6 +241,15 @@ def test_bad_data_is_refused_before_any_training_step(rng, case, message):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_one_shot_generator_is_refused_rather_than_silently_losing_a_batch(rng):
+    model = small_convnet()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x, y = data(rng, n=16)
+    batches = ((x[i:i + 8], y[i:i + 8]) for i in range(0, 16, 8))
+    with pytest.raises(TypeError, match="one-shot iterator"):
+        model.fit(batches, epochs=1, verbose=0)
+
+
 def test_unknown_names_and_missing_compile_raise_clear_errors(rng):
     model = small_convnet()
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprob'"):

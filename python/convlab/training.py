@@ -374,6 +374,11 @@ class TrainingMixin:
         if not hasattr(x, "__iter__"):
             raise TypeError(f"{where}: x must be an array, a list of arrays or an iterable dataset, "
                             f"got {type(x).__name__}")
+        if iter(x) is x:
+            raise TypeError(
+                f"{where}: x is a one-shot iterator (a generator, say), which can be read only once; pass a "
+                "dataset whose __iter__ starts a fresh pass each time (fit reads it once per epoch)"
+            )
         batches = _DatasetBatches(x, where)
         first = next(iter(batches), None)
         if first is None:
