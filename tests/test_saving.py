@@ -114,6 +114,19 @@ def test_a_crash_mid_save_leaves_the_previous_file_intact(tmp_path, monkeypatch)
     assert os.listdir(tmp_path) == ["model.keras"]  # no temporary file left behind
 
 
+def test_a_saved_file_gets_ordinary_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = tmp_path / "model.keras"
+        applications.mnist_convnet().save(path)
+        assert os.stat(path).st_mode & 0o777 == 0o644
+        os.chmod(path, 0o600)
+        applications.mnist_convnet().save(path)  # overwriting keeps the file's own mode
+        assert os.stat(path).st_mode & 0o777 == 0o600
+    finally:
+        os.umask(umask)
+
+
 def craft(path, members):
     with zipfile.ZipFile(path, "w") as archive:
         for name, data in members.items():

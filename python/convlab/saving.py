@@ -65,11 +65,22 @@ def _write_atomically(path, members):
                     archive.writestr(name, data)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temporary, _file_mode(path))  # mkstemp makes it 0600; keep what a plain open() would give
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def _file_mode(path):
+    """The existing file's permissions, or those a new file gets under the current umask."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _weights_members(weights, prefix, start_index=0):
@@ -158,6 +169,13 @@ class _Archive:
                 f"{self.path!r} is not a convlab saved model (a zip of config.json and .npy files)"
             )
         self.zip = zipfile.ZipFile(self.path)
+        try:
+            self._check()
+        except BaseException:
+            self.zip.close()
+            raise
+
+    def _check(self):
         names = [info.filename for info in self.zip.infolist()]
         seen = set()
         for name in names:
