@@ -13,6 +13,8 @@ Metrics work on numpy arrays on the host: fit moves each batch's predictions the
 
 import numpy as np
 
+from . import utils
+
 __all__ = [
     "Metric", "Mean", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "SparseCategoricalAccuracy",
     "MeanIoU", "get", "serialize", "deserialize",
@@ -229,12 +231,8 @@ def get(identifier, loss=None, output_shape=None):
     raise TypeError(f"a metric must be a name or a Metric, got {type(identifier).__name__}")
 
 
-def serialize(metric):
-    return {"class_name": type(metric).__name__, "config": metric.get_config()}
+serialize = utils.serialize_object
 
 
 def deserialize(entry):
-    class_name = entry.get("class_name") if isinstance(entry, dict) else None
-    if class_name not in _CLASSES:
-        raise ValueError(f"unknown metric class {class_name!r}; known: {', '.join(sorted(_CLASSES))}")
-    return _CLASSES[class_name].from_config(entry["config"])
+    return utils.deserialize_object(entry, _CLASSES, "metric")

@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 
+from . import utils
 from .autograd import Tensor, Variable, array_module, _to_device
 
 __all__ = [
@@ -282,7 +283,7 @@ class Optimizer:
     def get_config(self):
         rate = self._learning_rate
         if isinstance(rate, LearningRateSchedule):
-            rate = {"class_name": type(rate).__name__, "config": rate.get_config()}
+            rate = utils.serialize_object(rate)
         elif callable(rate):
             raise ValueError(f"{type(self).__name__}: a learning rate given as a Python function cannot be saved")
         return {"name": self.name, "learning_rate": rate, "clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
@@ -293,9 +294,7 @@ class Optimizer:
         config = dict(config)
         rate = config.get("learning_rate")
         if isinstance(rate, dict):
-            if rate.get("class_name") not in _SCHEDULES:
-                raise ValueError(f"unknown learning-rate schedule {rate.get('class_name')!r}")
-            config["learning_rate"] = _SCHEDULES[rate["class_name"]].from_config(rate["config"])
+            config["learning_rate"] = utils.deserialize_object(rate, _SCHEDULES, "learning-rate schedule")
         return cls(**config)
 
 
@@ -400,12 +399,8 @@ def get(identifier):
     raise TypeError(f"optimizer must be a name or an Optimizer, got {type(identifier).__name__}")
 
 
-def serialize(optimizer):
-    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+serialize = utils.serialize_object
 
 
 def deserialize(entry):
-    class_name = entry.get("class_name") if isinstance(entry, dict) else None
-    if class_name not in _BY_CLASS_NAME:
-        raise ValueError(f"unknown optimizer class {class_name!r}; known: {', '.join(sorted(_BY_CLASS_NAME))}")
-    return _BY_CLASS_NAME[class_name].from_config(entry["config"])
+    return utils.deserialize_object(entry, _BY_CLASS_NAME, "optimizer")

@@ -3,6 +3,8 @@
     set_seed(seed)     seed every random draw convlab makes (weight initializers, dropout)
     clear_session()    restart layer auto-naming (conv2d, conv2d_1, ... start again)
     set_floatx(dtype)  the dtype new layers get when they are not given one ("float32")
+    serialize_object / deserialize_object   {"class_name", "config"} for losses, metrics,
+                       optimizers and schedules (looked up by name; configs are data, not code)
 """
 
 import random
@@ -10,7 +12,8 @@ import re
 
 import numpy as np
 
-__all__ = ["set_seed", "generator", "clear_session", "unique_name", "to_snake_case", "floatx", "set_floatx"]
+__all__ = ["set_seed", "generator", "clear_session", "unique_name", "to_snake_case", "floatx", "set_floatx",
+           "serialize_object", "deserialize_object"]
 
 _rng = np.random.default_rng()
 _name_counts = {}
@@ -70,3 +73,17 @@ def set_floatx(dtype):
     if dtype not in ("float16", "float32", "float64"):
         raise ValueError(f"set_floatx: dtype must be 'float16', 'float32' or 'float64', got {dtype!r}")
     _floatx = dtype
+
+
+def serialize_object(obj):
+    """{"class_name": ..., "config": obj.get_config()}: an object as data."""
+    return {"class_name": type(obj).__name__, "config": obj.get_config()}
+
+
+def deserialize_object(entry, classes, kind):
+    """The object serialize_object described, rebuilt by from_config of the class named in
+    `entry`, which must be one of `classes` ({name: class}); `kind` names them in errors."""
+    class_name = entry.get("class_name") if isinstance(entry, dict) else None
+    if class_name not in classes:
+        raise ValueError(f"unknown {kind} class {class_name!r}; known: {', '.join(sorted(classes))}")
+    return classes[class_name].from_config(entry["config"])
