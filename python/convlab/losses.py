@@ -27,6 +27,7 @@ sparse crossentropy is the mean over all pixels of all images (Keras' default
 
 import numpy as np
 
+from . import utils
 from .autograd import Function, Tensor, array_module, as_tensor
 
 __all__ = [
@@ -227,6 +228,12 @@ class Loss:
         return cls(**config)
 
 
+def _label_smoothing(loss_name, value):
+    if not 0 <= value <= 1:
+        raise ValueError(f"{loss_name}: label_smoothing must be in [0, 1], got {value}")
+    return float(value)
+
+
 def _check_same_shape(loss_name, y_true_shape, y_pred_shape):
     if tuple(y_true_shape) != tuple(y_pred_shape):
         raise ValueError(
@@ -306,9 +313,7 @@ class CategoricalCrossentropy(Loss):
 
     def __init__(self, from_logits=False, label_smoothing=0.0, name=None):
         super().__init__(name)
-        if not 0 <= label_smoothing <= 1:
-            raise ValueError(f"{self.name}: label_smoothing must be in [0, 1], got {label_smoothing}")
-        self.from_logits, self.label_smoothing = bool(from_logits), float(label_smoothing)
+        self.from_logits, self.label_smoothing = bool(from_logits), _label_smoothing(self.name, label_smoothing)
 
     def check_targets(self, y_true, output_shape):
         _check_same_shape(self.name, (None,) + np.shape(y_true)[1:], output_shape)
@@ -326,22 +331,36 @@ class CategoricalCrossentropy(Loss):
         return {"name": self.name, "from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
 
 
-class BinaryCrossentropy(Loss):
-    """0/1 (or soft) targets against sigmoid probabilities (or logits), elementwise."""
-
-    name = "binary_crossentropy"
-
-    def __init__(self, from_logits=False, label_smoothing=0.0, name=None):
-        super().__init__(name)
-        if not 0 <= label_smoothing <= 1:
-            raise ValueError(f"{self.name}: label_smoothing must be in [0, 1], got {label_smoothing}")
-        self.from_logits, self.label_smoothing = bool(from_logits), float(label_smoothing)
+class _ElementwiseLoss(Loss):
+    """A loss whose targets have the output's shape, element for element. Labels (n,) for an
+    output (n, 1) are accepted, as Keras accepts them."""
 
     def check_targets(self, y_true, output_shape):
         shape = np.shape(y_true)
         if len(shape) == len(output_shape) - 1 and output_shape[-1] == 1:
             shape = shape + (1,)
         _check_same_shape(self.name, (None,) + tuple(shape[1:]), output_shape)
+
+    def _target(self, y_true, y_pred):
+        """y_true as an array like y_pred's: its device, dtype and shape."""
+        target = _as_target(y_true, y_pred.data).astype(y_pred.dtype, copy=False)
+        if target.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
+            target = target[..., None]
+        _check_same_shape(self.name, target.shape, y_pred.shape)
+        return target
+
+
+class BinaryCrossentropy(_ElementwiseLoss):
+    """0/1 (or soft) targets against sigmoid probabilities (or logits), elementwise."""
+
+    name = "binary_crossentropy"
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, name=None):
+        super().__init__(name)
+        self.from_logits, self.label_smoothing = bool(from_logits), _label_smoothing(self.name, label_smoothing)
+
+    def check_targets(self, y_true, output_shape):
+        super().check_targets(y_true, output_shape)
         y_true = np.asarray(y_true)
         if y_true.size and (y_true.min() < 0 or y_true.max() > 1):
             raise ValueError(
@@ -349,10 +368,7 @@ class BinaryCrossentropy(Loss):
             )
 
     def call(self, y_true, y_pred):
-        target = _as_target(y_true, y_pred.data).astype(y_pred.dtype, copy=False)
-        if target.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
-            target = target[..., None]  # labels (n,) for an output (n, 1), as Keras accepts
-        _check_same_shape(self.name, target.shape, y_pred.shape)
+        target = self._target(y_true, y_pred)
         if self.label_smoothing:
             target = target * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
         y_pred, from_logits = _logits_behind(y_pred, self.from_logits)
@@ -363,21 +379,11 @@ class BinaryCrossentropy(Loss):
         return {"name": self.name, "from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
 
 
-class _Regression(Loss):
+class _Regression(_ElementwiseLoss):
     function = None
 
-    def check_targets(self, y_true, output_shape):
-        shape = np.shape(y_true)
-        if len(shape) == len(output_shape) - 1 and output_shape[-1] == 1:
-            shape = shape + (1,)
-        _check_same_shape(self.name, (None,) + tuple(shape[1:]), output_shape)
-
     def call(self, y_true, y_pred):
-        target = _as_target(y_true, y_pred.data).astype(y_pred.dtype, copy=False)
-        if target.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
-            target = target[..., None]
-        _check_same_shape(self.name, target.shape, y_pred.shape)
-        return self.function.apply(y_pred, target=target)
+        return self.function.apply(y_pred, target=self._target(y_true, y_pred))
 
 
 class MeanSquaredError(_Regression):
@@ -451,12 +457,8 @@ class _FunctionLoss(Loss):
         raise ValueError(f"the loss function {self.name!r} is Python code and cannot be saved as data")
 
 
-def serialize(loss):
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+serialize = utils.serialize_object
 
 
 def deserialize(entry):
-    class_name = entry.get("class_name") if isinstance(entry, dict) else None
-    if class_name not in _BY_CLASS_NAME:
-        raise ValueError(f"unknown loss class {class_name!r}; known: {', '.join(sorted(_BY_CLASS_NAME))}")
-    return _BY_CLASS_NAME[class_name].from_config(entry["config"])
+    return utils.deserialize_object(entry, _BY_CLASS_NAME, "loss")
