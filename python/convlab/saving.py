@@ -113,15 +113,14 @@ def _optimizer_state(model):
 
 
 def _compile_config(model):
-    args = getattr(model, "_compile_args", None)
-    if not args:
+    if getattr(model, "_losses", None) is None:
         return None
     from . import losses, metrics
 
     return {
-        "loss": [losses.serialize(loss) for loss in args["loss"]],
-        "metrics": [[metrics.serialize(m) for m in per_output] for per_output in args["metrics"]],
-        "loss_weights": args["loss_weights"],
+        "loss": [losses.serialize(loss) for loss in model._losses],
+        "metrics": [[metrics.serialize(m) for m in per_output] for per_output in model._metrics],
+        "loss_weights": model._loss_weights_given,
     }
 
 

@@ -123,6 +123,10 @@ class _ArrayBatches:
     def __len__(self):
         return math.ceil(self.count / self.batch_size)
 
+    @property
+    def steps(self):
+        return len(self)
+
     def __iter__(self):
         order = self.rng.permutation(self.count) if self.shuffle else None
         for start in range(0, self.count, self.batch_size):
@@ -135,18 +139,16 @@ class _ArrayBatches:
 class _DatasetBatches:
     """A user's dataset: each element is (x, y), (x, y, sample_weight) or x alone."""
 
-    def __init__(self, dataset, where):
-        self.dataset, self.where = dataset, where
+    def __init__(self, dataset):
+        self.dataset = dataset
 
-    def __len__(self):
-        return len(self.dataset)
-
-    def has_length(self):
+    @property
+    def steps(self):
+        """The number of batches, or None for a dataset that does not know it."""
         try:
-            len(self.dataset)
-            return True
+            return len(self.dataset)
         except TypeError:
-            return False
+            return None
 
     def __iter__(self):
         for element in self.dataset:
@@ -166,7 +168,7 @@ class TrainingMixin:
     """compile, fit, evaluate, predict, train_on_batch, test_on_batch, predict_on_batch."""
 
     optimizer = None
-    compiled_loss = None
+    _losses = None  # one Loss per output, set by compile
     stop_training = False
 
     # ---- compile
@@ -198,8 +200,7 @@ class TrainingMixin:
         self._loss_tracker = metrics_module.Mean(name="loss")
         self._output_loss_trackers = [metrics_module.Mean(name=f"{n}_loss") for n in names]
         self.optimizer = optimizer_object
-        self.compiled_loss = self._losses
-        self._compile_args = {"loss": self._losses, "metrics": self._metrics, "loss_weights": loss_weights}
+        self._loss_weights_given = loss_weights  # as given (a dict stays a dict), for saving
         self.stop_training = False
 
     def _output_names(self):
@@ -238,7 +239,7 @@ class TrainingMixin:
         return [list(metrics) for _ in names]
 
     def _require_compiled(self, what):
-        if self.optimizer is None or self.compiled_loss is None:
+        if self.optimizer is None or self._losses is None:
             raise RuntimeError(f"Model '{self.name}': call compile(optimizer, loss, ...) before {what}()")
 
     # ---- shared machinery
@@ -379,7 +380,7 @@ class TrainingMixin:
                 f"{where}: x is a one-shot iterator (a generator, say), which can be read only once; pass a "
                 "dataset whose __iter__ starts a fresh pass each time (fit reads it once per epoch)"
             )
-        batches = _DatasetBatches(x, where)
+        batches = _DatasetBatches(x)
         first = next(iter(batches), None)
         if first is None:
             raise ValueError(f"{where}: the dataset yields no batches")
@@ -414,26 +415,18 @@ class TrainingMixin:
             if split_at in (0, count):
                 raise ValueError(f"{where}: validation_split={validation_split} leaves an empty training or "
                                  f"validation set for {count} samples")
-            x = [v[:split_at] for v in xs]
             validation_data = ([v[split_at:] for v in xs], None if ys is None else [v[split_at:] for v in ys])
-            y = None if ys is None else [v[:split_at] for v in ys]
-            if len(x) == 1:
-                x = x[0]
-            if y is not None and len(y) == 1:
-                y = y[0]
-            validation_data = tuple(v[0] if v is not None and len(v) == 1 else v for v in validation_data)
+            x, y = [v[:split_at] for v in xs], None if ys is None else [v[:split_at] for v in ys]
         train_batches, _ = self._batches("fit", x, y, batch_size, shuffle, rng)
         validation = None
         if validation_data is not None:
-            if isinstance(validation_data, tuple) and len(validation_data) in (2, 3):
-                validation = self._batches("fit (validation_data)", validation_data[0], validation_data[1],
-                                           validation_batch_size or batch_size, False, rng)[0]
-            else:
-                validation = self._batches("fit (validation_data)", validation_data, None,
-                                           validation_batch_size or batch_size, False, rng)[0]
+            is_pair = isinstance(validation_data, tuple) and len(validation_data) in (2, 3)
+            validation_x, validation_y = validation_data[:2] if is_pair else (validation_data, None)
+            validation = self._batches("fit (validation_data)", validation_x, validation_y,
+                                       validation_batch_size or batch_size, False, rng)[0]
 
         history = callbacks_module.History()
-        steps = len(train_batches) if not isinstance(train_batches, _DatasetBatches) or train_batches.has_length() else None
+        steps = train_batches.steps
         params = {"epochs": int(epochs), "steps": steps, "verbose": verbose}
         callback_list = callbacks_module.CallbackList(list(callbacks or []) + [history], self, params)
         self.stop_training = False
@@ -486,12 +479,8 @@ class TrainingMixin:
         batches, _ = self._batches("evaluate", x, y, batch_size, False, None)
         verbose = 1 if verbose == "auto" else int(verbose)
         callback_list = callbacks_module.CallbackList(callbacks, self, {"verbose": verbose})
-        steps = len(batches) if not isinstance(batches, _DatasetBatches) or batches.has_length() else None
-        logs = self._run_evaluation(batches, callback_list, progress=ProgressBar(steps, verbose))
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values[0] if len(values) == 1 else values
+        logs = self._run_evaluation(batches, callback_list, progress=ProgressBar(batches.steps, verbose))
+        return _result(logs, return_dict)
 
     def predict(self, x, batch_size=None, verbose=0, callbacks=None):
         """The model's outputs for x, computed batch by batch without recording gradients;
@@ -526,30 +515,30 @@ class TrainingMixin:
 
     def train_on_batch(self, x, y, return_dict=False):
         """One update on one batch; returns the loss (and metrics) of that batch."""
-        self._require_compiled("train_on_batch")
-        xs, ys = [_as_array(v) for v in _as_list(x)], [_as_array(v) for v in _as_list(y)]
-        self._check_arrays("train_on_batch", xs, ys)
-        self._reset_metrics()
-        self._train_step(xs, ys)
-        return self._result(return_dict)
+        return self._on_batch("train_on_batch", self._train_step, x, y, return_dict)
 
     def test_on_batch(self, x, y, return_dict=False):
-        self._require_compiled("test_on_batch")
+        """The loss (and metrics) of one batch, without updating anything."""
+        return self._on_batch("test_on_batch", self._test_step, x, y, return_dict)
+
+    def _on_batch(self, what, step, x, y, return_dict):
+        self._require_compiled(what)
         xs, ys = [_as_array(v) for v in _as_list(x)], [_as_array(v) for v in _as_list(y)]
-        self._check_arrays("test_on_batch", xs, ys)
+        self._check_arrays(what, xs, ys)
         self._reset_metrics()
-        self._test_step(xs, ys)
-        return self._result(return_dict)
+        step(xs, ys)
+        return _result(self._logs(), return_dict)
 
     def predict_on_batch(self, x):
         return self.predict(x, batch_size=len(_as_list(x)[0]))
 
-    def _result(self, return_dict):
-        logs = self._logs()
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values[0] if len(values) == 1 else values
+
+def _result(logs, return_dict):
+    """Keras' return value: the logs dict, or the loss alone, or [loss, metrics...]."""
+    if return_dict:
+        return logs
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values
 
 
 def _as_array(value):
