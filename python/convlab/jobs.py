@@ -37,6 +37,28 @@ def _prepare(out, seed, device):
             raise RuntimeError(f"--device cuda: {status.reason}")
 
 
+def _halving_rmsprop(num_train, batch_size, every_epochs):
+    """The book's rmsprop (learning rate 1e-3), its rate halved every `every_epochs` epochs."""
+    steps_per_epoch = -(-num_train // batch_size)
+    return optimizers.RMSprop(optimizers.ExponentialDecay(1e-3, decay_steps=every_epochs * steps_per_epoch,
+                                                          decay_rate=0.5))
+
+
+def _train_and_test(model, train, test, epochs, batch_size, verbose, metric, test_batch_size):
+    """fit on train = (x, y), with the held-out test = (x, y) shown beside the training curve
+    (it never steers training), then evaluate on it. Returns the history and the summary
+    fields: test_loss, test_<metric>, train_seconds, history."""
+    start = time.perf_counter()
+    history = model.fit(*train, epochs=epochs, batch_size=batch_size, validation_data=test, verbose=verbose)
+    seconds = time.perf_counter() - start
+    test_loss, test_value = model.evaluate(*test, batch_size=test_batch_size, verbose=0)
+    if verbose:
+        label = metric.replace("_", " ").replace("iou", "IoU")
+        print(f"test {label}: {test_value:.4f} (test loss {test_loss:.4f}), trained in {seconds:.1f}s")
+    return history, {"test_loss": test_loss, f"test_{metric}": test_value, "train_seconds": seconds,
+                     "history": history.history}
+
+
 def _finish(model, history, out, summary, verbose):
     from . import viz
 
@@ -72,17 +94,10 @@ def train_mnist(epochs=5, batch_size=64, device="cpu", out="convlab-runs/mnist",
     model = applications.mnist_convnet()
     model.to(device)
     model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    start = time.perf_counter()
-    # The test digits are shown beside the training curve; they never steer training.
-    history = model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, validation_data=(x_test, y_test),
-                        verbose=verbose)
-    seconds = time.perf_counter() - start
-    test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
-    if verbose:
-        print(f"test accuracy: {test_accuracy:.4f} (test loss {test_loss:.4f}), trained in {seconds:.1f}s")
+    history, results = _train_and_test(model, (x_train, y_train), (x_test, y_test), epochs, batch_size, verbose,
+                                       "accuracy", test_batch_size=256)
     summary = {"job": "mnist", "epochs": epochs, "batch_size": batch_size, "device": device, "seed": seed,
-               "train_samples": len(x_train), "test_samples": len(x_test), "test_loss": test_loss,
-               "test_accuracy": test_accuracy, "train_seconds": seconds, "history": history.history}
+               "train_samples": len(x_train), "test_samples": len(x_test), **results}
     summary = _finish(model, history, out, summary, verbose)
     if visualize:
         from . import viz
@@ -134,23 +149,15 @@ def train_segmentation(epochs=30, batch_size=32, device="cpu", out="convlab-runs
     model.to(device)
     # rmsprop as in the book; the rate halves every 8 epochs so the last epochs settle
     # instead of swinging by a few points of IoU from one epoch to the next.
-    steps_per_epoch = -(-len(train) // batch_size)
-    schedule = optimizers.ExponentialDecay(1e-3, decay_steps=8 * steps_per_epoch, decay_rate=0.5)
-    model.compile(optimizer=optimizers.RMSprop(schedule), loss="sparse_categorical_crossentropy",
+    model.compile(optimizer=_halving_rmsprop(len(train), batch_size, 8), loss="sparse_categorical_crossentropy",
                   metrics=[MeanIoU(num_classes=3, sparse_y_pred=False)])
-    start = time.perf_counter()
-    history = model.fit(train.images, train.masks, epochs=epochs, batch_size=batch_size,
-                        validation_data=(test.images, test.masks), verbose=verbose)
-    seconds = time.perf_counter() - start
-    test_loss, test_iou = model.evaluate(test.images, test.masks, batch_size=64, verbose=0)
-    if verbose:
-        print(f"test mean IoU: {test_iou:.4f} (test loss {test_loss:.4f}), trained in {seconds:.1f}s")
+    history, results = _train_and_test(model, (train.images, train.masks), (test.images, test.masks), epochs,
+                                       batch_size, verbose, "mean_iou", test_batch_size=64)
     predicted = model.predict(test.images[:6], batch_size=6).argmax(-1)
     _mask_montage(test.images[:6], test.masks[:6], predicted, os.path.join(out, "predictions.png"))
     summary = {"job": "segmentation", "epochs": epochs, "batch_size": batch_size, "device": device, "seed": seed,
                "image_size": image_size, "filters": list(filters), "train_samples": len(train),
-               "test_samples": len(test), "test_loss": test_loss, "test_mean_iou": test_iou,
-               "train_seconds": seconds, "history": history.history}
+               "test_samples": len(test), **results}
     return _finish(model, history, out, summary, verbose)
 
 
@@ -184,19 +191,10 @@ def train_xception(epochs=12, batch_size=32, device="cpu", out="convlab-runs/xce
     # instead of 0.99: in a run this short, moving statistics averaged over ~100 steps trail
     # the fast-changing weights so far that inference (which uses them) lags training by
     # several epochs.
-    steps_per_epoch = -(-len(train) // batch_size)
-    schedule = optimizers.ExponentialDecay(1e-3, decay_steps=4 * steps_per_epoch, decay_rate=0.5)
-    model.compile(optimizer=optimizers.RMSprop(schedule), loss="sparse_categorical_crossentropy",
+    model.compile(optimizer=_halving_rmsprop(len(train), batch_size, 4), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    start = time.perf_counter()
-    history = model.fit(train.images, train.labels, epochs=epochs, batch_size=batch_size,
-                        validation_data=(test.images, test.labels), verbose=verbose)
-    seconds = time.perf_counter() - start
-    test_loss, test_accuracy = model.evaluate(test.images, test.labels, batch_size=64, verbose=0)
-    if verbose:
-        print(f"test accuracy: {test_accuracy:.4f} (test loss {test_loss:.4f}), trained in {seconds:.1f}s")
+    history, results = _train_and_test(model, (train.images, train.labels), (test.images, test.labels), epochs,
+                                       batch_size, verbose, "accuracy", test_batch_size=64)
     summary = {"job": "xception", "epochs": epochs, "batch_size": batch_size, "device": device, "seed": seed,
-               "image_size": image_size, "train_samples": len(train), "test_samples": len(test),
-               "test_loss": test_loss, "test_accuracy": test_accuracy, "train_seconds": seconds,
-               "history": history.history}
+               "image_size": image_size, "train_samples": len(train), "test_samples": len(test), **results}
     return _finish(model, history, out, summary, verbose)
