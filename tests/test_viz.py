@@ -307,34 +307,70 @@ def grad_cam_by_finite_differences(activation, head, class_index):
     return heatmap / heatmap.max() if heatmap.max() > 0 else heatmap
 
 
-def test_grad_cam_matches_finite_differences_on_the_head_of_the_mnist_convnet(float64, rng):
+def dense_head(flatten, dense, activation=True):
+    """The layers after the last conv as a numpy function; activation=False stops before the softmax/sigmoid."""
+
+    def head(a):
+        with convlab.no_grad():
+            features = flatten(convlab.Tensor(a)).numpy()
+        scores = features @ dense.kernel.numpy() + dense.bias.numpy()
+        if not activation:
+            return scores
+        with convlab.no_grad():
+            return dense(flatten(convlab.Tensor(a))).numpy()
+
+    return head
+
+
+@pytest.mark.parametrize("score", ["logit", "output"])
+def test_grad_cam_matches_finite_differences_on_the_head_of_the_mnist_convnet(float64, rng, score):
     model = mnist_model(seed=5)
     last_conv = conv_names(model)[-1]
     image = rng.random((28, 28, 1))
     outputs = run_layer_by_layer(model, image)
     activation = outputs[last_conv]
     flatten, dense = model.layers[-2], model.layers[-1]
-
-    def head(a):
-        with convlab.no_grad():
-            return dense(flatten(convlab.Tensor(a))).numpy()
+    # "logit": the score before the softmax, computed here from the Dense weights by hand
+    head = dense_head(flatten, dense, activation=score == "output")
+    scores = head(activation)
+    if score == "logit":  # the hand-made scores are those behind the model's softmax
+        scores = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+    assert_close(scores, outputs[dense.name], rtol=1e-9, name="head")
 
     top = int(np.argmax(outputs[dense.name][0]))
     expected = grad_cam_by_finite_differences(activation, head, top)
     assert expected.max() == 1.0 and (expected < 1).any()
-    heatmap = viz.grad_cam(model, image, last_conv)  # the top class by default
+    heatmap = viz.grad_cam(model, image, last_conv, score=score)  # the top class by default
     assert heatmap.shape == (3, 3)
     assert_close(heatmap, expected, rtol=1e-6, name="heatmap")
     for other in [c for c in range(10) if c != top]:  # up to a class with some positive evidence
         expected = grad_cam_by_finite_differences(activation, head, other)
-        heatmap = viz.grad_cam(model, image, last_conv, class_index=other)
+        heatmap = viz.grad_cam(model, image, last_conv, class_index=other, score=score)
         assert_close(heatmap, expected, rtol=1e-6, atol=1e-12, name=f"heatmap of class {other}")
         if expected.max() > 0:
             break
     assert expected.max() == 1.0
 
 
-def test_grad_cam_of_a_single_sigmoid_unit_uses_the_output_as_the_score(float64, rng):
+def test_grad_cam_scores_differ_once_the_softmax_saturates(float64, rng):
+    # a confident prediction: the probability's gradient is the logit's times p(1 - p) less the
+    # other classes' share, so the two heatmaps differ; the default is the logit's
+    model = mnist_model(seed=5)
+    last_conv = conv_names(model)[-1]
+    dense = model.layers[-1]
+    image = rng.random((28, 28, 1))
+    while model.predict(image[None])[0].max() < 0.99:  # sharpen the head until it is sure
+        dense.kernel.assign(dense.kernel.numpy() * 2)
+    by_logit = viz.grad_cam(model, image, last_conv)
+    by_output = viz.grad_cam(model, image, last_conv, score="output")
+    assert_close(by_logit, viz.grad_cam(model, image, last_conv, score="logit"), rtol=0, name="default")
+    assert np.abs(by_logit - by_output).max() > 1e-3
+    with pytest.raises(ValueError, match=r"score must be 'logit'.*'output'.*got 'probability'"):
+        viz.grad_cam(model, image, last_conv, score="probability")
+
+
+@pytest.mark.parametrize("score", ["logit", "output"])
+def test_grad_cam_of_a_single_sigmoid_unit(float64, rng, score):
     utils.set_seed(6)
     inputs = layers.Input((9, 9, 2))
     conv = layers.Conv2D(4, 3, activation="relu", name="features")
@@ -345,21 +381,67 @@ def test_grad_cam_of_a_single_sigmoid_unit_uses_the_output_as_the_score(float64,
     with convlab.no_grad():
         activation = conv(convlab.Tensor(image)).numpy()
 
-    def head(a):
-        with convlab.no_grad():
-            return dense(flatten(convlab.Tensor(a))).numpy()
-
+    head = dense_head(flatten, dense, activation=score == "output")
     expected = grad_cam_by_finite_differences(activation, head, 0)
-    assert_close(viz.grad_cam(model, image, "features"), expected, rtol=1e-6, name="heatmap")
+    assert_close(viz.grad_cam(model, image, "features", score=score), expected, rtol=1e-6, name="heatmap")
     with pytest.raises(ValueError, match=r"class_index.*\[0, 1\).*got 1"):
         viz.grad_cam(model, image, "features", class_index=1)
     with pytest.raises(ValueError, match=r"last_conv_layer_name.*'feature'.*features"):
         viz.grad_cam(model, image, "feature")
 
 
+def test_grad_cam_of_a_linear_head_differentiates_the_output(float64, rng):
+    # no softmax or sigmoid: the output is the score, whichever is asked for
+    utils.set_seed(8)
+    inputs = layers.Input((9, 9, 2))
+    conv = layers.Conv2D(4, 3, activation="relu", name="features")
+    flatten, dense = layers.Flatten(), layers.Dense(3)
+    model = Model(inputs, dense(flatten(conv(inputs))))
+    image = rng.standard_normal((1, 9, 9, 2))
+    with convlab.no_grad():
+        activation = conv(convlab.Tensor(image)).numpy()
+    expected = grad_cam_by_finite_differences(activation, dense_head(flatten, dense, activation=False), 2)
+    for score in ("logit", "output"):
+        assert_close(viz.grad_cam(model, image, "features", class_index=2, score=score), expected, rtol=1e-6,
+                     name=f"heatmap, score={score}")
+
+
+def test_resize_heatmap_is_pils_bilinear_enlargement(rng):
+    from PIL import Image
+
+    heatmap = rng.random((6, 7))
+    for size in [(48, 48), (44, 50), (6, 7), (13, 29)]:
+        resized = viz.resize_heatmap(heatmap, size)
+        expected = np.asarray(Image.fromarray(heatmap.astype(np.float32), "F").resize(size[::-1], Image.BILINEAR))
+        assert resized.shape == size and resized.dtype == np.float64
+        np.testing.assert_allclose(resized, expected, atol=1e-6)
+    # a 7x enlargement puts pixel centres on the cell centres, where the values are the cells' own
+    assert_close(viz.resize_heatmap(heatmap, (42, 49))[3::7, 3::7], heatmap, rtol=1e-15, name="cells")
+    with pytest.raises(ValueError, match=r"size must be \(height, width\).*\(6, 7\), got \(5, 7\)"):
+        viz.resize_heatmap(heatmap, (5, 7))
+    with pytest.raises(ValueError, match=r"heatmap must be 2-D"):
+        viz.resize_heatmap(heatmap[None], (12, 14))
+
+
 def test_find_last_conv_layer_is_the_last_conv2d():
     model = mnist_model()
     assert viz.find_last_conv_layer(model) == conv_names(model)[-1]
+
+
+def test_find_last_conv_layer_passes_over_residual_1x1_projections():
+    from convlab import applications
+
+    model = applications.mini_xception(input_shape=(48, 48, 3), num_classes=3, block_sizes=(8, 16))
+    convs = [layer for layer in model.layers if isinstance(layer, (layers.Conv2D, layers.SeparableConv2D))]
+    # built last: the 1x1 strided shortcut of the second block; the main path ends in its second separable conv
+    assert isinstance(convs[-1], layers.Conv2D) and convs[-1].kernel_size == (1, 1)
+    main_path = [layer for layer in convs if isinstance(layer, layers.SeparableConv2D)]
+    assert viz.find_last_conv_layer(model) == main_path[-1].name == convs[-2].name
+    # a model made only of 1x1 convs still has an answer: its last one
+    inputs = layers.Input((8, 8, 3))
+    pointwise = layers.Conv2D(4, 1, name="pointwise")
+    model = Model(inputs, layers.Dense(2)(layers.Flatten()(pointwise(layers.Conv2D(4, 1)(inputs)))))
+    assert viz.find_last_conv_layer(model) == "pointwise"
 
 
 @pytest.mark.cuda

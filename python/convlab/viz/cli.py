@@ -50,7 +50,7 @@ def _prepare_image(model, image, rescale):
 
 def visualize(model, image, out_dir, layer_name=None, last_conv_layer_name=None, n_patterns=16,
               activation_layer_names=None, size=None, iterations=30, learning_rate=10.0, seed=0, class_index=None,
-              images_per_row=16, rescale=None):
+              images_per_row=16, rescale=None, score="logit"):
     """Write the pictures listed in the module doc into out_dir; return their paths.
 
     image: a file path (read in the model's colour mode and size, pixels times `rescale`,
@@ -58,6 +58,7 @@ def visualize(model, image, out_dir, layer_name=None, last_conv_layer_name=None,
     images.default_rescale) or an array (h, w, c) / (1, h, w, c) given to the model as it is.
     layer_name: the conv layer whose filter patterns are drawn (default: the first one).
     last_conv_layer_name: Grad-CAM's layer (default: the last Conv2D/SeparableConv2D).
+    score: Grad-CAM's class score, "logit" (before the softmax) or "output" (see grad_cam).
     size: the patterns' input size, for a model that takes any size (default: the image's).
     """
     model_input(model)
@@ -89,7 +90,7 @@ def visualize(model, image, out_dir, layer_name=None, last_conv_layer_name=None,
 
     if len(model.outputs) == 1 and len(model.outputs[0].shape) == 2:
         conv_name = last_conv_layer_name or find_last_conv_layer(model)
-        heatmap = grad_cam(model, model_image, conv_name, class_index=class_index)
+        heatmap = grad_cam(model, model_image, conv_name, class_index=class_index, score=score)
         path = os.path.join(out_dir, "grad_cam_" + png_name(conv_name))
         overlay_heatmap(shown, heatmap, path=path)
         written.append(path)
@@ -114,6 +115,8 @@ def build_parser(prog="python -m convlab visualize"):
     parser.add_argument("--patterns", type=int, default=16, help="number of filter patterns (default 16)")
     parser.add_argument("--iterations", type=int, default=30, help="gradient-ascent steps per pattern (default 30)")
     parser.add_argument("--class-index", type=int, default=None, help="Grad-CAM class (default: the top class)")
+    parser.add_argument("--score", choices=["logit", "output"], default="logit",
+                        help="Grad-CAM's class score: before the softmax (logit, default) or the output")
     parser.add_argument("--rescale", type=float, default=None,
                         help="pixel scale (default 1 if the model has a Rescaling layer, else 1/255)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the patterns' starting noise")
@@ -129,6 +132,6 @@ def main(argv=None, prog="python -m convlab visualize"):
     for path in visualize(model, args.image, args.out, layer_name=args.layer,
                           last_conv_layer_name=args.last_conv_layer, n_patterns=args.patterns,
                           iterations=args.iterations, seed=args.seed, class_index=args.class_index,
-                          rescale=args.rescale):
+                          rescale=args.rescale, score=args.score):
         print(path)
     return 0

@@ -1,7 +1,8 @@
 """Grad-CAM: where in the image the evidence for a class is (Chollet 2nd ed. 9.4.3, 1st ed. 5.4.3).
 
-With A the last conv layer's output for the image (1, h, w, c) and y_c the model's score
-for class c (the top class unless told otherwise):
+With A the last conv layer's output for the image (1, h, w, c) and y_c the score of class
+c (the top class unless told otherwise), by default the score before the final softmax or
+sigmoid, as Selvaraju et al. define it (score="output": the probability, as in the book):
 
     g = dy_c / dA                              (1, h, w, c)
     weights[k] = mean of g[..., k] over batch, rows and columns
@@ -16,7 +17,8 @@ them is walked backward).
 
 overlay_heatmap paints the heatmap over the image as the book does: uint8(255 * heatmap)
 through the jet colormap, resized to the image (bilinear), image + alpha * colours, then
-the sum rescaled to 0..255 by its own min and max.
+the sum rescaled to 0..255 by its own min and max. resize_heatmap gives the heatmap itself
+at the image's size, by the same bilinear rule, to ask where in the image its peak lies.
 """
 
 import numpy as np
@@ -28,27 +30,46 @@ from .activations import _check_layer_names
 from .colormap import jet
 from .images import model_batch, model_input, one_image, to_numpy, write_png
 
-__all__ = ["find_last_conv_layer", "grad_cam", "overlay_heatmap"]
+__all__ = ["find_last_conv_layer", "grad_cam", "overlay_heatmap", "resize_heatmap"]
 
 
 def find_last_conv_layer(model):
-    """The name of the model's last Conv2D or SeparableConv2D layer with a 4-D output."""
-    for layer in reversed(model.layers):
-        if isinstance(layer, (Conv2D, SeparableConv2D)) and not isinstance(layer.output, list) \
-                and len(layer.output.shape) == 4:
+    """The name of the model's last Conv2D or SeparableConv2D layer with a 4-D output,
+    passing over 1x1 convolutions.
+
+    A 1x1 conv looks at no neighbourhood: in residual nets it is the strided projection of a
+    shortcut, built after the block's main path, so taken literally "the last conv layer"
+    would be a side branch. The features Grad-CAM wants are the main path's.
+    """
+    candidates = [layer for layer in model.layers
+                  if isinstance(layer, (Conv2D, SeparableConv2D)) and not isinstance(layer.output, list)
+                  and len(layer.output.shape) == 4]
+    for layer in reversed(candidates):
+        if tuple(layer.kernel_size) != (1, 1):
             return layer.name
+    if candidates:
+        return candidates[-1].name
     names = ", ".join(f"{layer.name} ({type(layer).__name__})" for layer in model.layers)
     raise ValueError(f"model '{model.name}' has no Conv2D or SeparableConv2D layer for Grad-CAM; its layers: {names}")
 
 
-def grad_cam(model, image, last_conv_layer_name, class_index=None):
+def grad_cam(model, image, last_conv_layer_name, class_index=None, score="logit"):
     """The Grad-CAM heatmap (h, w) in [0, 1] of one image for one class (see the module doc).
 
     image: (h, w, c) or (1, h, w, c), numpy or CuPy array or Tensor (moved to the model's
     device). The model's output must be (batch, classes); class_index defaults to the
-    argmax of the prediction. A single sigmoid unit (output (1, 1)) has the one class 0,
-    whose score is the output itself.
+    argmax of the prediction. A single sigmoid unit (output (1, 1)) has the one class 0.
+
+    score: "logit" (default) differentiates the class score before the final softmax or
+    sigmoid, as Selvaraju et al. define Grad-CAM; "output" differentiates the model's output
+    itself, the probability, as the book's listing does. A confident prediction saturates the
+    probability: its gradient then shrinks toward zero and mostly says what tells the class
+    apart from the runner-up, so the heatmap drifts from the evidence for the class itself.
+    A model whose output is not a softmax or sigmoid has only its output as the score.
     """
+    if score not in ("logit", "output"):
+        raise ValueError(f"score must be 'logit' (the class score before the softmax) or 'output' "
+                         f"(the model's output), got {score!r}")
     inputs = model_input(model)
     (last_conv_layer_name,) = _check_layer_names(model, [last_conv_layer_name], "last_conv_layer_name")
     conv_output = model.get_layer(last_conv_layer_name).output
@@ -73,14 +94,50 @@ def grad_cam(model, image, last_conv_layer_name, class_index=None):
         elif not isinstance(class_index, (int, np.integer)) or isinstance(class_index, bool) \
                 or not 0 <= class_index < n_classes:
             raise ValueError(f"class_index must be an int in [0, {n_classes}) for this model, got {class_index!r}")
-        score = predictions[:, int(class_index)]
-    gradient = tape.gradient(score, activation)
+        scores = getattr(predictions, "_logits", None) if score == "logit" else None
+        if scores is None or scores.shape != predictions.shape:
+            scores = predictions
+        class_score = scores[:, int(class_index)]
+    gradient = tape.gradient(class_score, activation)
     a = activation.numpy().astype(np.float64)
     g = np.zeros_like(a) if gradient is None else gradient.numpy().astype(np.float64)
     weights = g.mean(axis=(0, 1, 2))
     heatmap = np.maximum((a[0] * weights).mean(axis=-1), 0.0)
     peak = heatmap.max()
     return heatmap / peak if peak > 0 else heatmap
+
+
+def _bilinear_taps(n_in, n_out):
+    """For each of n_out output positions: the two input indices and the second's weight.
+
+    Pixel centres are aligned (output centre j + 0.5 sits at input coordinate
+    (j + 0.5) * n_in / n_out), and positions beyond the outermost input centres take the
+    edge value: the rule of PIL's bilinear resize when it enlarges.
+    """
+    source = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    low = np.floor(source).astype(np.int64)
+    high = np.minimum(low + 1, n_in - 1)
+    return low, high, source - low
+
+
+def resize_heatmap(heatmap, size):
+    """The heatmap (h, w) at size (height, width) by bilinear interpolation, float64.
+
+    The same geometry as the colours of overlay_heatmap, so the argmax of the result is
+    where the overlay is hottest. Only enlarges: a smaller size would skip cells, and is
+    refused.
+    """
+    levels = to_numpy(heatmap, "heatmap").astype(np.float64)
+    if levels.ndim != 2:
+        raise ValueError(f"heatmap must be 2-D (h, w), got shape {levels.shape}")
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in size)
+            or size[0] < levels.shape[0] or size[1] < levels.shape[1]):
+        raise ValueError(f"size must be (height, width) ints at least the heatmap's {levels.shape}, got {size!r}")
+    rows_low, rows_high, rows_t = _bilinear_taps(levels.shape[0], int(size[0]))
+    cols_low, cols_high, cols_t = _bilinear_taps(levels.shape[1], int(size[1]))
+    rows = levels[rows_low] * (1 - rows_t)[:, None] + levels[rows_high] * rows_t[:, None]
+    return rows[:, cols_low] * (1 - cols_t) + rows[:, cols_high] * cols_t
 
 
 def _rgb_image(image):
