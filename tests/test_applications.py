@@ -101,6 +101,34 @@ def test_mini_xception_matches_the_book():
     expect_totals(model, 721_857, trainable=718_849)
 
 
+def mini_xception_parameter_count(block_sizes, num_classes):
+    """Counted by hand from the listing: weights (trainable) and BN moving statistics."""
+    weights, moving = 5 * 5 * 3 * 32, 0  # the stem conv, no bias
+    channels = 32
+    for size in block_sizes:
+        weights += 2 * channels + 9 * channels + channels * size  # BN gamma/beta, depthwise, pointwise
+        weights += 2 * size + 9 * size + size * size
+        weights += channels * size  # the 1x1 shortcut projection, no bias
+        moving += 2 * channels + 2 * size
+        channels = size
+    outputs = 1 if num_classes == 1 else num_classes
+    weights += channels * outputs + outputs
+    return weights + moving, weights
+
+
+def test_mini_xception_with_fewer_blocks_for_small_images():
+    assert mini_xception_parameter_count((32, 64, 128, 256, 512), 1) == (721_857, 718_849)  # the book's, by hand
+    model = applications.mini_xception(input_shape=(48, 48, 3), num_classes=3, block_sizes=(32, 64, 128))
+    assert shapes(model, layers.Add) == [(22, 22, 32), (11, 11, 64), (6, 6, 128)]
+    assert isinstance(model.layers[-1], layers.Dense) and model.output_shape == (None, 3)
+    assert model.layers[-1].activation.__name__ == "softmax"
+    total, trainable = mini_xception_parameter_count((32, 64, 128), 3)
+    expect_totals(model, total, trainable=trainable)
+    for bad in [(), (32, 0), [32, 64.0], "32", (True,)]:
+        with pytest.raises(ValueError, match="block_sizes must be a non-empty list of positive ints"):
+            applications.mini_xception(block_sizes=bad)
+
+
 def test_vgg16_base_matches_keras_names_shapes_and_total():
     model = applications.vgg16(include_top=False, input_shape=(180, 180, 3), weights=None)
     names = [layer.name for layer in model.layers[1:]]

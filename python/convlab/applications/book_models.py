@@ -3,6 +3,8 @@ layer for layer as the listings build them (see shared/MODELS.md for the specs a
 parameter totals their summaries give).
 """
 
+import numpy as np
+
 from .. import layers
 from ..models import Model, Sequential
 
@@ -116,7 +118,8 @@ def residual_convnet(input_shape=(32, 32, 3)):
     return Model(inputs, outputs, name="residual_convnet")
 
 
-def mini_xception(input_shape=(180, 180, 3), augmentation=None, num_classes=1, batch_norm_momentum=0.99):
+def mini_xception(input_shape=(180, 180, 3), augmentation=None, num_classes=1, batch_norm_momentum=0.99,
+                  block_sizes=(32, 64, 128, 256, 512)):
     """Listing 9.x: the mini Xception-like cats-vs-dogs model. Per size in 32..512:
     BN, relu, SeparableConv; BN, relu, SeparableConv; 3x3/2 max pool; plus a strided 1x1 conv
     residual. 721,857 parameters, 718,849 trainable (the BN moving statistics are not).
@@ -124,12 +127,19 @@ def mini_xception(input_shape=(180, 180, 3), augmentation=None, num_classes=1, b
     num_classes=1 is the book's Dense(1, sigmoid) head; more classes get Dense(n, softmax).
     batch_norm_momentum: Keras' default 0.99; a short training run (a few hundred steps) wants
     a smaller one, or the moving statistics used at inference trail the weights.
+    block_sizes: the widths of the residual blocks, each of which halves the map. The book's
+    five turn 180x180 into a 6x6 last map; a small image wants fewer (three take 48x48 to
+    6x6), or the last maps shrink to a pixel or two and Grad-CAM has nothing to point with.
     """
+    if (not isinstance(block_sizes, (tuple, list)) or not block_sizes
+            or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in block_sizes)):
+        raise ValueError(f"block_sizes must be a non-empty list of positive ints (filters per block), "
+                         f"got {block_sizes!r}")
     inputs = layers.Input(shape=input_shape)
     x = _front(inputs, augmentation)
     x = layers.Rescaling(1.0 / 255)(x)
     x = layers.Conv2D(filters=32, kernel_size=5, use_bias=False)(x)
-    for size in (32, 64, 128, 256, 512):
+    for size in block_sizes:
         residual = x
         x = layers.BatchNormalization(momentum=batch_norm_momentum)(x)
         x = layers.Activation("relu")(x)
