@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from . import applications, layers, optimizers, utils
+from ._atomic import atomic_write
 from .metrics import MeanIoU
 from .models import Sequential
 
@@ -67,8 +68,8 @@ def _finish(model, history, out, summary, verbose):
     curve_path = os.path.join(out, "history.png")
     viz.plot_history(history, path=curve_path)
     summary = dict(summary, model=model_path, curves=curve_path)
-    with open(os.path.join(out, "results.json"), "w") as file:
-        json.dump(summary, file, indent=2)
+    with atomic_write(os.path.join(out, "results.json"), "results") as file:
+        file.write(json.dumps(summary, indent=2).encode("utf-8"))
     if verbose:
         print(f"saved the model to {model_path} and the curves to {curve_path}")
     return summary

@@ -22,12 +22,12 @@ import io
 import json
 import os
 import re
-import tempfile
 import zipfile
 
 import numpy as np
 
 from . import _version
+from ._atomic import atomic_write
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "UnsafeArchiveError"]
 
@@ -53,34 +53,10 @@ def _npy_bytes(array):
 
 def _write_atomically(path, members):
     """Write {name: bytes} as a zip at `path`, through a temporary file and a rename."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot save to {path!r}: the directory {directory!r} does not exist")
-    handle, temporary = tempfile.mkstemp(prefix=".convlab-save-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-                for name, data in members.items():
-                    archive.writestr(name, data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, _file_mode(path))  # mkstemp makes it 0600; keep what a plain open() would give
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
-def _file_mode(path):
-    """The existing file's permissions, or those a new file gets under the current umask."""
-    try:
-        return os.stat(path).st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+    with atomic_write(path, "save") as file:
+        with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for name, data in members.items():
+                archive.writestr(name, data)
 
 
 def _weights_members(weights, prefix, start_index=0):

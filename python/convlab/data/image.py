@@ -22,11 +22,12 @@ and renamed over `path`, so a reader sees the old file or the new one, never hal
 
 import io
 import os
-import tempfile
 import warnings
 
 import numpy as np
 from PIL import Image
+
+from .._atomic import atomic_write
 
 __all__ = ["load_img", "img_to_array", "array_to_img", "save_img", "INTERPOLATION_METHODS", "COLOR_MODES"]
 
@@ -240,19 +241,5 @@ def save_img(path, x, data_format=None, file_format=None, scale=True, **kwargs):
     if img.mode == "RGBA" and fmt == "JPEG":
         warnings.warn("save_img: JPEG has no alpha channel; the image is saved as RGB", stacklevel=2)
         img = img.convert("RGB")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"save_img: cannot write {path!r}: the directory {directory!r} does not exist")
-    handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            img.save(file, format=fmt, **kwargs)
-        # mkstemp makes the file private: keep the mode of the file replaced, or make a
-        # new picture readable by all, as a plain save would.
-        mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o644
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    with atomic_write(path, "save_img") as file:
+        img.save(file, format=fmt, **kwargs)

@@ -6,9 +6,10 @@ os.replace, so a reader never sees half a PNG).
 
 import os
 import re
-import tempfile
 
 import numpy as np
+
+from .._atomic import atomic_write
 
 __all__ = ["to_numpy", "one_image", "model_input", "model_device", "model_batch", "load_image",
            "default_rescale", "write_png", "titled", "png_name"]
@@ -200,16 +201,8 @@ def write_png(image, path):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".", suffix=".png.tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            image.save(file, format="PNG")
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a picture is meant to be read
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    with atomic_write(path, "write_png") as file:
+        image.save(file, format="PNG")
     return path
 
 
