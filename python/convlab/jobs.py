@@ -134,20 +134,22 @@ def _mask_montage(images, masks, predicted, path):
 
 
 def _grad_cam_montage(model, images, boxes, path, zoom=4):
-    """Two rows, zoomed `zoom` times: the images, then their Grad-CAM overlays (the last conv
-    layer, the predicted class) with each box outlined in white."""
+    """Three rows, zoomed `zoom` times: the images; their Grad-CAM heatmaps (the last conv
+    layer, the predicted class) enlarged to the image and coloured, each shape's box outlined
+    in white; and the book's overlay of the heatmap on the image."""
     from . import viz
 
     layer = viz.find_last_conv_layer(model)
-    pictures, overlays = [], []
+    rows = [[], [], []]
     for image, (top, left, bottom, right) in zip(images, boxes):
         heatmap = viz.grad_cam(model, image.astype(np.float32), layer)
-        overlay = viz.overlay_heatmap(image, heatmap)
-        overlay[top:bottom, [left, right - 1]] = 255
-        overlay[[top, bottom - 1], left:right] = 255
-        pictures.append(image)
-        overlays.append(overlay)
-    montage = np.concatenate([np.concatenate(pictures, axis=1), np.concatenate(overlays, axis=1)], axis=0)
+        enlarged = viz.resize_heatmap(heatmap, image.shape[:2])
+        coloured = np.round(viz.jet(np.uint8(255 * enlarged)) * 255).astype(np.uint8)
+        coloured[top:bottom, [left, right - 1]] = 255
+        coloured[[top, bottom - 1], left:right] = 255
+        for row, picture in zip(rows, (image, coloured, viz.overlay_heatmap(image, heatmap))):
+            row.append(picture)
+    montage = np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
     viz.write_png(np.kron(montage, np.ones((zoom, zoom, 1), dtype=np.uint8)), path)
     return path
 
