@@ -124,6 +124,8 @@ def test_mini_xception_with_fewer_blocks_for_small_images():
     assert model.layers[-1].activation.__name__ == "softmax"
     total, trainable = mini_xception_parameter_count((32, 64, 128), 3)
     expect_totals(model, total, trainable=trainable)
+    numpy_sizes = applications.mini_xception(input_shape=(48, 48, 3), block_sizes=[np.int64(8), np.int32(16)])
+    assert shapes(numpy_sizes, layers.Add) == [(22, 22, 8), (11, 11, 16)]
     for bad in [(), (32, 0), [32, 64.0], "32", (True,)]:
         with pytest.raises(ValueError, match="block_sizes must be a non-empty list of positive ints"):
             applications.mini_xception(block_sizes=bad)

@@ -135,6 +135,7 @@ def mini_xception(input_shape=(180, 180, 3), augmentation=None, num_classes=1, b
             or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in block_sizes)):
         raise ValueError(f"block_sizes must be a non-empty list of positive ints (filters per block), "
                          f"got {block_sizes!r}")
+    block_sizes = [int(n) for n in block_sizes]  # the conv layers take Python ints only
     inputs = layers.Input(shape=input_shape)
     x = _front(inputs, augmentation)
     x = layers.Rescaling(1.0 / 255)(x)
