@@ -197,8 +197,8 @@ def train_xception(epochs=15, batch_size=32, device="cpu", out="convlab-runs/xce
                    min_size=0.3, max_size=0.7, visualize=True):
     """The mini Xception (separable convs, batch norm, residual connections; the book's
     cats-vs-dogs model with a 3-class softmax head) on the shapes classification task.
-    Reports test accuracy, and with visualize=True writes grad_cam.png: the Grad-CAM heatmaps
-    of the first eight test images over them, each shape's box drawn in white.
+    Reports test accuracy, and with visualize=True writes grad_cam.png: the first eight test
+    images, their Grad-CAM heatmaps with each shape's box drawn in white, and the overlays.
 
     Scaled to 48x48 images as the segmentation job is scaled: three residual blocks instead of
     the book's five, so the last map is 6x6 as the book's is at 180x180 (five blocks would
