@@ -24,6 +24,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "hd.h"
+
 namespace convlab {
 
 using index_t = std::int64_t;
@@ -40,12 +42,12 @@ struct Conv2dGeometry {
   index_t pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;
   index_t depth_multiplier = 1;  // depthwise only: out_channels = in_channels * depth_multiplier
 
-  index_t dilated_kernel_height() const { return (kernel_height - 1) * dilation_h + 1; }
-  index_t dilated_kernel_width() const { return (kernel_width - 1) * dilation_w + 1; }
-  index_t in_pixels() const { return batch * in_height * in_width; }
-  index_t out_pixels() const { return batch * out_height * out_width; }
+  CONVLAB_HD index_t dilated_kernel_height() const { return (kernel_height - 1) * dilation_h + 1; }
+  CONVLAB_HD index_t dilated_kernel_width() const { return (kernel_width - 1) * dilation_w + 1; }
+  CONVLAB_HD index_t in_pixels() const { return batch * in_height * in_width; }
+  CONVLAB_HD index_t out_pixels() const { return batch * out_height * out_width; }
   // Rows of the implicit im2col matrix have this many columns: one per (kh, kw, ci).
-  index_t patch_size() const { return kernel_height * kernel_width * in_channels; }
+  CONVLAB_HD index_t patch_size() const { return kernel_height * kernel_width * in_channels; }
 };
 
 // Thrown for invalid geometry; the bindings translate it to Python's ValueError.

@@ -1,4 +1,5 @@
-"""Which native module runs a kernel: convlab._cpu for numpy arrays, convlab._cuda for CuPy.
+"""Which native module runs a kernel: convlab._cpu for numpy arrays, convlab._cuda for CuPy,
+convlab._cuda_host for numpy arrays inside kernels.host_executor().
 
 Importing convlab never needs a GPU. The CUDA side is optional at three levels: the
 module may not have been built (no nvcc at install time), CuPy may be missing, and the
@@ -7,11 +8,12 @@ machine may have no GPU or driver. `cuda_available()` says which of these stops 
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 
 import numpy as np
 
-from . import _cpu
+from . import _cpu, _cuda_host
 
 _cuda_module = None
 _cuda_import_error = None
@@ -81,23 +83,64 @@ def is_cupy_array(value) -> bool:
     return module.startswith("cupy") and hasattr(value, "__cuda_array_interface__")
 
 
-def module_for(array, op: str):
-    """The native module that runs `op` on `array`'s device."""
+# Settings of the calling context (convlab.kernels' context managers set them).
+_host_executor = contextvars.ContextVar("convlab_host_executor", default=False)
+_default_variant = contextvars.ContextVar("convlab_default_variant", default="fast")
+_output_fill = contextvars.ContextVar("convlab_output_fill", default=None)
+
+VARIANTS = ("fast", "reference")
+
+
+def check_variant(variant, op: str) -> str:
+    """None means the context's default ("fast" unless kernels.default_variant says)."""
+    if variant is None:
+        return _default_variant.get()
+    if variant not in VARIANTS:
+        raise ValueError(f"{op}: variant must be 'fast' or 'reference', got {variant!r}")
+    return variant
+
+
+def _cuda_module_for(op: str):
+    status = cuda_available()
+    if not status:
+        raise RuntimeError(f"{op}: got a CuPy array but CUDA cannot run: {status.reason}")
+    return _cuda_module
+
+
+def launch(op: str, array, *args, variant=None):
+    """Runs native kernel `op` on `array`'s device: the function that is looked up is the
+    function that is called. numpy arrays go to convlab._cpu (or, inside
+    kernels.host_executor(), to the CUDA kernels on the host executor, convlab._cuda_host);
+    CuPy arrays to convlab._cuda, on the array's GPU and CuPy's current stream."""
+    variant = check_variant(variant, op)
     if isinstance(array, np.ndarray):
-        return _cpu
+        if _host_executor.get():
+            return getattr(_cuda_host, op)(*args, variant=variant)
+        if variant != "fast":
+            raise ValueError(
+                f"{op}: variant={variant!r} is a variant of the CUDA kernels; the CPU kernels have "
+                "one ('fast'). Run the CUDA kernels on the CPU inside "
+                "convlab.kernels.host_executor(), or on CuPy arrays")
+        return getattr(_cpu, op)(*args, variant=variant)
     if is_cupy_array(array):
-        status = cuda_available()
-        if not status:
-            raise RuntimeError(f"{op}: got a CuPy array but CUDA cannot run: {status.reason}")
-        if not hasattr(_cuda_module, op):
-            raise NotImplementedError(
-                f"{op}: convlab._cuda has no CUDA kernel for this operation yet; "
-                "move the arrays to the CPU with cupy.asnumpy()"
-            )
-        return _cuda_module
+        module = _cuda_module_for(op)
+        cupy = importlib.import_module("cupy")
+        with array.device:
+            return getattr(module, op)(*args, variant=variant,
+                                       stream=cupy.cuda.get_current_stream().ptr)
     raise TypeError(
         f"{op}: expected a numpy.ndarray (or a CuPy array), got {type(array).__name__}"
     )
+
+
+def empty_output(reference, shape):
+    """An uninitialized output on `reference`'s device, or one filled with the value of
+    kernels.fill_outputs() (tests use NaN, so an element a kernel forgets shows)."""
+    xp = array_module(reference)
+    fill = _output_fill.get()
+    if fill is None:
+        return xp.empty(tuple(shape), dtype=reference.dtype)
+    return xp.full(tuple(shape), fill, dtype=reference.dtype)
 
 
 def array_module(array):

@@ -12,16 +12,24 @@ Kernel layouts are Keras': Conv2D ``(kh, kw, cin, cout)``, DepthwiseConv2D
 Bad arguments raise TypeError (wrong type or dtype) or ValueError (wrong shape, value or
 geometry) naming the argument, the value given and what was expected, before any native
 code runs; the native side checks again.
+
+Every kernel also takes ``variant=``: ``"fast"`` (the default) or ``"reference"``, the CUDA
+kernels' one-thread-per-output version, written to be obviously right. numpy arrays run
+on convlab._cpu, which has the fast variant only; CuPy arrays run on convlab._cuda; and
+inside ``host_executor()`` numpy arrays run through the CUDA kernels on the CPU
+(convlab._cuda_host), both variants.
 """
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 
 import numpy as np
 
 from . import _cpu
-from ._backend import array_module, is_cupy_array, module_for
+from ._backend import (_default_variant, _host_executor, _output_fill, check_variant,
+                       empty_output, is_cupy_array, launch)
 
 __all__ = [
     "conv2d_forward", "conv2d_backward_input", "conv2d_backward_kernel", "conv2d_backward_bias",
@@ -33,6 +41,7 @@ __all__ = [
     "global_avg_pool2d_forward", "global_avg_pool2d_backward",
     "batch_norm_forward_training", "batch_norm_forward_inference", "batch_norm_backward",
     "conv2d_output_shape", "conv2d_transpose_output_shape", "pool2d_output_shape",
+    "host_executor", "default_variant", "fill_outputs",
 ]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -152,8 +161,50 @@ def _geometry(factory, op: str, *args, **kwargs):
         raise ValueError(f"{op}: {error}") from None
 
 
-def _empty_like_device(reference, shape):
-    return array_module(reference).empty(tuple(shape), dtype=reference.dtype)
+_empty_like_device = empty_output
+
+
+# ----------------------------------------------------------------------------------------
+# where and how the kernels run
+
+
+@contextlib.contextmanager
+def host_executor():
+    """Inside this block, numpy arrays run through the CUDA kernels on the CPU.
+
+    The CUDA kernels are block programs (csrc/cuda/exec.h); convlab._cuda_host runs the
+    same source on the host, block by block and thread by thread, so a CUDA kernel can be
+    tested, stepped through and compared with the CPU kernels on a machine without a GPU.
+    It is much slower than convlab._cpu: use it for small shapes.
+    """
+    token = _host_executor.set(True)
+    try:
+        yield
+    finally:
+        _host_executor.reset(token)
+
+
+@contextlib.contextmanager
+def default_variant(variant):
+    """Inside this block, kernels called without `variant=` run `variant` ("fast" or
+    "reference"; the reference variants are the CUDA kernels' one-thread-per-output
+    versions, so they run on CuPy arrays or inside host_executor())."""
+    token = _default_variant.set(check_variant(variant, "default_variant"))
+    try:
+        yield
+    finally:
+        _default_variant.reset(token)
+
+
+@contextlib.contextmanager
+def fill_outputs(value):
+    """Inside this block every output array is filled with `value` before its kernel runs
+    (the tests use NaN: an element that a kernel forgets to write then shows)."""
+    token = _output_fill.set(value)
+    try:
+        yield
+    finally:
+        _output_fill.reset(token)
 
 
 # ----------------------------------------------------------------------------------------
@@ -240,7 +291,8 @@ def _conv_kernel(kernel, op, in_channels, what="in_channels"):
     return kernel
 
 
-def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1):
+def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, *,
+                   variant=None):
     """y = conv2d(x, kernel) + bias. x (N, H, W, cin), kernel (kh, kw, cin, cout)."""
     op = "conv2d_forward"
     _array(x, "x", op, rank=4)
@@ -250,12 +302,12 @@ def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_ra
     g = _conv_geometry(op, x.shape, kernel.shape[:2], kernel.shape[3], strides, padding,
                        dilation_rate)
     y = _empty_like_device(x, g.output_shape)
-    module_for(x, op).conv2d_forward(g, x, kernel, bias, y)
+    launch(op, x, g, x, kernel, bias, y, variant=variant)
     return y
 
 
 def conv2d_backward_input(grad_output, kernel, input_shape, strides=1, padding="valid",
-                          dilation_rate=1):
+                          dilation_rate=1, *, variant=None):
     """Gradient of sum(grad_output * conv2d(x, kernel)) with respect to x."""
     op = "conv2d_backward_input"
     input_shape = _shape(input_shape, "input_shape", op, 4)
@@ -266,12 +318,12 @@ def conv2d_backward_input(grad_output, kernel, input_shape, strides=1, padding="
                        dilation_rate)
     _expect_shape(grad_output, "grad_output", g.output_shape, op)
     grad_x = _empty_like_device(grad_output, input_shape)
-    module_for(grad_output, op).conv2d_backward_input(g, grad_output, kernel, grad_x)
+    launch(op, grad_output, g, grad_output, kernel, grad_x, variant=variant)
     return grad_x
 
 
 def conv2d_backward_kernel(x, grad_output, kernel_shape, strides=1, padding="valid",
-                           dilation_rate=1):
+                           dilation_rate=1, *, variant=None):
     """Gradient of sum(grad_output * conv2d(x, kernel)) with respect to kernel."""
     op = "conv2d_backward_kernel"
     kernel_shape = _shape(kernel_shape, "kernel_shape", op, 4)
@@ -285,16 +337,16 @@ def conv2d_backward_kernel(x, grad_output, kernel_shape, strides=1, padding="val
                        dilation_rate)
     _expect_shape(grad_output, "grad_output", g.output_shape, op)
     grad_kernel = _empty_like_device(x, kernel_shape)
-    module_for(x, op).conv2d_backward_kernel(g, x, grad_output, grad_kernel)
+    launch(op, x, g, x, grad_output, grad_kernel, variant=variant)
     return grad_kernel
 
 
-def conv2d_backward_bias(grad_output):
+def conv2d_backward_bias(grad_output, *, variant=None):
     """Gradient of a per-channel bias: grad_output summed over every axis but the last."""
     op = "conv2d_backward_bias"
     _array(grad_output, "grad_output", op)
     grad_bias = _empty_like_device(grad_output, (grad_output.shape[-1],))
-    module_for(grad_output, op).bias_backward(grad_output, grad_bias)
+    launch(op, grad_output, grad_output, grad_bias, variant=variant)
     return grad_bias
 
 
@@ -308,7 +360,7 @@ def _expect_shape(array, name, expected, op):
 
 
 def conv2d_transpose_forward(x, kernel, bias=None, strides=1, padding="valid",
-                             output_padding=None, dilation_rate=1):
+                             output_padding=None, dilation_rate=1, *, variant=None):
     """Keras Conv2DTranspose. x (N, H, W, cin), kernel (kh, kw, cout, cin), bias (cout,)."""
     op = "conv2d_transpose_forward"
     _array(x, "x", op, rank=4)
@@ -322,12 +374,12 @@ def conv2d_transpose_forward(x, kernel, bias=None, strides=1, padding="valid",
     g = _transpose_geometry(op, x.shape, kernel.shape[:2], kernel.shape[2], strides, padding,
                             output_padding, dilation_rate)
     y = _empty_like_device(x, g.input_shape)
-    module_for(x, op).conv2d_transpose_forward(g, x, kernel, bias, y)
+    launch(op, x, g, x, kernel, bias, y, variant=variant)
     return y
 
 
 def conv2d_transpose_backward_input(grad_output, kernel, input_shape, strides=1, padding="valid",
-                                    output_padding=None, dilation_rate=1):
+                                    output_padding=None, dilation_rate=1, *, variant=None):
     """Gradient of sum(grad_output * conv2d_transpose(x, kernel)) with respect to x."""
     op = "conv2d_transpose_backward_input"
     input_shape = _shape(input_shape, "input_shape", op, 4)
@@ -341,12 +393,12 @@ def conv2d_transpose_backward_input(grad_output, kernel, input_shape, strides=1,
                             output_padding, dilation_rate)
     _expect_shape(grad_output, "grad_output", g.input_shape, op)
     grad_x = _empty_like_device(grad_output, input_shape)
-    module_for(grad_output, op).conv2d_transpose_backward_input(g, grad_output, kernel, grad_x)
+    launch(op, grad_output, g, grad_output, kernel, grad_x, variant=variant)
     return grad_x
 
 
 def conv2d_transpose_backward_kernel(x, grad_output, kernel_shape, strides=1, padding="valid",
-                                     output_padding=None, dilation_rate=1):
+                                     output_padding=None, dilation_rate=1, *, variant=None):
     """Gradient of sum(grad_output * conv2d_transpose(x, kernel)) with respect to kernel."""
     op = "conv2d_transpose_backward_kernel"
     kernel_shape = _shape(kernel_shape, "kernel_shape", op, 4)
@@ -360,7 +412,7 @@ def conv2d_transpose_backward_kernel(x, grad_output, kernel_shape, strides=1, pa
                             output_padding, dilation_rate)
     _expect_shape(grad_output, "grad_output", g.input_shape, op)
     grad_kernel = _empty_like_device(x, kernel_shape)
-    module_for(x, op).conv2d_transpose_backward_kernel(g, x, grad_output, grad_kernel)
+    launch(op, x, g, x, grad_output, grad_kernel, variant=variant)
     return grad_kernel
 
 
@@ -375,7 +427,8 @@ def _depthwise_geometry(op, input_shape, kernel_shape, strides, padding, dilatio
                      _pair(dilation_rate, "dilation_rate", op), mode, pads)
 
 
-def depthwise_conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1):
+def depthwise_conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1,
+                             *, variant=None):
     """Keras DepthwiseConv2D. x (N, H, W, cin), kernel (kh, kw, cin, depth_multiplier)."""
     op = "depthwise_conv2d_forward"
     _array(x, "x", op, rank=4)
@@ -384,12 +437,12 @@ def depthwise_conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", d
     _same_kind(op, x=x, kernel=kernel, bias=bias)
     g = _depthwise_geometry(op, x.shape, kernel.shape, strides, padding, dilation_rate)
     y = _empty_like_device(x, g.output_shape)
-    module_for(x, op).depthwise_conv2d_forward(g, x, kernel, bias, y)
+    launch(op, x, g, x, kernel, bias, y, variant=variant)
     return y
 
 
 def depthwise_conv2d_backward_input(grad_output, kernel, input_shape, strides=1,
-                                    padding="valid", dilation_rate=1):
+                                    padding="valid", dilation_rate=1, *, variant=None):
     """Gradient of sum(grad_output * depthwise_conv2d(x, kernel)) with respect to x."""
     op = "depthwise_conv2d_backward_input"
     input_shape = _shape(input_shape, "input_shape", op, 4)
@@ -399,12 +452,12 @@ def depthwise_conv2d_backward_input(grad_output, kernel, input_shape, strides=1,
     g = _depthwise_geometry(op, input_shape, kernel.shape, strides, padding, dilation_rate)
     _expect_shape(grad_output, "grad_output", g.output_shape, op)
     grad_x = _empty_like_device(grad_output, input_shape)
-    module_for(grad_output, op).depthwise_conv2d_backward_input(g, grad_output, kernel, grad_x)
+    launch(op, grad_output, g, grad_output, kernel, grad_x, variant=variant)
     return grad_x
 
 
 def depthwise_conv2d_backward_kernel(x, grad_output, kernel_shape, strides=1, padding="valid",
-                                     dilation_rate=1):
+                                     dilation_rate=1, *, variant=None):
     """Gradient of sum(grad_output * depthwise_conv2d(x, kernel)) with respect to kernel."""
     op = "depthwise_conv2d_backward_kernel"
     kernel_shape = _shape(kernel_shape, "kernel_shape", op, 4)
@@ -417,12 +470,12 @@ def depthwise_conv2d_backward_kernel(x, grad_output, kernel_shape, strides=1, pa
     g = _depthwise_geometry(op, x.shape, kernel_shape, strides, padding, dilation_rate)
     _expect_shape(grad_output, "grad_output", g.output_shape, op)
     grad_kernel = _empty_like_device(x, kernel_shape)
-    module_for(x, op).depthwise_conv2d_backward_kernel(g, x, grad_output, grad_kernel)
+    launch(op, x, g, x, grad_output, grad_kernel, variant=variant)
     return grad_kernel
 
 
 def separable_conv2d_forward(x, depthwise_kernel, pointwise_kernel, bias=None, strides=1,
-                             padding="valid", dilation_rate=1):
+                             padding="valid", dilation_rate=1, *, variant=None):
     """Keras SeparableConv2D: depthwise conv (strides, padding, dilation), then a 1x1 conv.
 
     depthwise_kernel (kh, kw, cin, depth_multiplier), pointwise_kernel
@@ -440,25 +493,27 @@ def separable_conv2d_forward(x, depthwise_kernel, pointwise_kernel, bias=None, s
             f"(1, 1, {middle}, filters) for depthwise_kernel {tuple(depthwise_kernel.shape)}")
     _same_kind(op, x=x, depthwise_kernel=depthwise_kernel, pointwise_kernel=pointwise_kernel,
                bias=bias)
-    depthwise = depthwise_conv2d_forward(x, depthwise_kernel, None, strides, padding, dilation_rate)
-    return conv2d_forward(depthwise, pointwise_kernel, bias)
+    depthwise = depthwise_conv2d_forward(x, depthwise_kernel, None, strides, padding, dilation_rate,
+                                         variant=variant)
+    return conv2d_forward(depthwise, pointwise_kernel, bias, variant=variant)
 
 
 # ----------------------------------------------------------------------------------------
 # pooling
 
 
-def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):
+def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid", *, variant=None):
     """Keras MaxPooling2D; strides=None means strides = pool_size."""
     op = "max_pool2d_forward"
     _array(x, "x", op, rank=4)
     g = _pool_geometry(op, x.shape, pool_size, strides, padding)
     y = _empty_like_device(x, g.output_shape)
-    module_for(x, op).max_pool2d_forward(g, x, y)
+    launch(op, x, g, x, y, variant=variant)
     return y
 
 
-def max_pool2d_backward(x, grad_output, pool_size=2, strides=None, padding="valid"):
+def max_pool2d_backward(x, grad_output, pool_size=2, strides=None, padding="valid", *,
+                        variant=None):
     """Routes each output gradient to the first maximum of its window."""
     op = "max_pool2d_backward"
     _array(x, "x", op, rank=4)
@@ -467,21 +522,22 @@ def max_pool2d_backward(x, grad_output, pool_size=2, strides=None, padding="vali
     g = _pool_geometry(op, x.shape, pool_size, strides, padding)
     _expect_shape(grad_output, "grad_output", g.output_shape, op)
     grad_x = _empty_like_device(x, x.shape)
-    module_for(x, op).max_pool2d_backward(g, x, grad_output, grad_x)
+    launch(op, x, g, x, grad_output, grad_x, variant=variant)
     return grad_x
 
 
-def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):
+def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid", *, variant=None):
     """Keras AveragePooling2D: padded cells are excluded from each average."""
     op = "avg_pool2d_forward"
     _array(x, "x", op, rank=4)
     g = _pool_geometry(op, x.shape, pool_size, strides, padding)
     y = _empty_like_device(x, g.output_shape)
-    module_for(x, op).avg_pool2d_forward(g, x, y)
+    launch(op, x, g, x, y, variant=variant)
     return y
 
 
-def avg_pool2d_backward(grad_output, input_shape, pool_size=2, strides=None, padding="valid"):
+def avg_pool2d_backward(grad_output, input_shape, pool_size=2, strides=None, padding="valid", *,
+                        variant=None):
     """Spreads each output gradient evenly over the real cells of its window."""
     op = "avg_pool2d_backward"
     input_shape = _shape(input_shape, "input_shape", op, 4)
@@ -489,27 +545,27 @@ def avg_pool2d_backward(grad_output, input_shape, pool_size=2, strides=None, pad
     g = _pool_geometry(op, input_shape, pool_size, strides, padding)
     _expect_shape(grad_output, "grad_output", g.output_shape, op)
     grad_x = _empty_like_device(grad_output, input_shape)
-    module_for(grad_output, op).avg_pool2d_backward(g, grad_output, grad_x)
+    launch(op, grad_output, g, grad_output, grad_x, variant=variant)
     return grad_x
 
 
-def global_avg_pool2d_forward(x):
+def global_avg_pool2d_forward(x, *, variant=None):
     """Mean over height and width: (N, H, W, C) -> (N, C)."""
     op = "global_avg_pool2d_forward"
     _array(x, "x", op, rank=4)
     y = _empty_like_device(x, (x.shape[0], x.shape[3]))
-    module_for(x, op).global_avg_pool2d_forward(x, y)
+    launch(op, x, x, y, variant=variant)
     return y
 
 
-def global_avg_pool2d_backward(grad_output, input_shape):
+def global_avg_pool2d_backward(grad_output, input_shape, *, variant=None):
     """(N, C) -> (N, H, W, C), each gradient divided by H * W."""
     op = "global_avg_pool2d_backward"
     input_shape = _shape(input_shape, "input_shape", op, 4)
     _array(grad_output, "grad_output", op, rank=2)
     _expect_shape(grad_output, "grad_output", (input_shape[0], input_shape[3]), op)
     grad_x = _empty_like_device(grad_output, input_shape)
-    module_for(grad_output, op).global_avg_pool2d_backward(grad_output, grad_x)
+    launch(op, grad_output, grad_output, grad_x, variant=variant)
     return grad_x
 
 
@@ -547,7 +603,7 @@ def _unit_float(value, name, op, low, high, low_open=False):
 
 
 def batch_norm_forward_training(x, gamma, beta, moving_mean, moving_variance, momentum=0.99,
-                                epsilon=1e-3):
+                                epsilon=1e-3, *, variant=None):
     """Normalizes x over every axis but the last with the batch statistics.
 
     Returns (y, batch_mean, batch_variance), the variance biased (divided by the number of
@@ -565,18 +621,20 @@ def batch_norm_forward_training(x, gamma, beta, moving_mean, moving_variance, mo
     momentum = _unit_float(momentum, "momentum", op, 0.0, 1.0)
     epsilon = _unit_float(epsilon, "epsilon", op, 0.0, np.inf, low_open=True)
     for name, array in (("moving_mean", moving_mean), ("moving_variance", moving_variance)):
-        if not array.flags.writeable:
+        # CuPy arrays are always writeable and their flags have no such entry.
+        if not getattr(array.flags, "writeable", True):
             raise ValueError(f"{op}: {name} is read-only but is updated in place")
     y = _empty_like_device(x, x.shape)
     batch_mean = _empty_like_device(x, (channels,))
     batch_variance = _empty_like_device(x, (channels,))
-    module_for(x, op).batch_norm_forward_training(
+    launch(op, x, 
         x, gamma, beta, moving_mean, moving_variance, momentum, epsilon, y, batch_mean,
-        batch_variance)
+        batch_variance, variant=variant)
     return y, batch_mean, batch_variance
 
 
-def batch_norm_forward_inference(x, gamma, beta, moving_mean, moving_variance, epsilon=1e-3):
+def batch_norm_forward_inference(x, gamma, beta, moving_mean, moving_variance, epsilon=1e-3, *,
+                                 variant=None):
     """y = gamma * (x - moving_mean) / sqrt(moving_variance + epsilon) + beta."""
     op = "batch_norm_forward_inference"
     channels = _rows_and_channels(x, op)
@@ -588,12 +646,13 @@ def batch_norm_forward_inference(x, gamma, beta, moving_mean, moving_variance, e
                moving_variance=moving_variance)
     epsilon = _unit_float(epsilon, "epsilon", op, 0.0, np.inf, low_open=True)
     y = _empty_like_device(x, x.shape)
-    module_for(x, op).batch_norm_forward_inference(x, gamma, beta, moving_mean, moving_variance,
-                                                   epsilon, y)
+    launch(op, x, x, gamma, beta, moving_mean, moving_variance,
+                                                   epsilon, y, variant=variant)
     return y
 
 
-def batch_norm_backward(grad_output, x, gamma, batch_mean, batch_variance, epsilon=1e-3):
+def batch_norm_backward(grad_output, x, gamma, batch_mean, batch_variance, epsilon=1e-3, *,
+                        variant=None):
     """Backward of the training forward: (grad_x, grad_gamma, grad_beta).
 
     The batch statistics depend on x, so grad_x has the two extra terms:
@@ -612,6 +671,6 @@ def batch_norm_backward(grad_output, x, gamma, batch_mean, batch_variance, epsil
     grad_x = _empty_like_device(x, x.shape)
     grad_gamma = _empty_like_device(x, (channels,))
     grad_beta = _empty_like_device(x, (channels,))
-    module_for(x, op).batch_norm_backward(grad_output, x, gamma, batch_mean, batch_variance,
-                                          epsilon, grad_x, grad_gamma, grad_beta)
+    launch(op, x, x, grad_output, gamma, batch_mean, batch_variance,
+                                          epsilon, grad_x, grad_gamma, grad_beta, variant=variant)
     return grad_x, grad_gamma, grad_beta
