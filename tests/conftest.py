@@ -1,4 +1,5 @@
-"""Shared pytest configuration: the `cuda` marker and a seeded random generator."""
+"""Shared pytest configuration: the `cuda` marker, a seeded random generator and the
+`device` the kernel tests run on (tests/devices.py)."""
 
 import os
 import sys
@@ -10,6 +11,8 @@ import pytest
 # The test modules import the float64 reference as `import reference`, whatever
 # pytest's import mode.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import devices  # noqa: E402  (tests/devices.py, found through the line above)
 
 
 def pytest_configure(config):
@@ -58,3 +61,13 @@ def single_threaded_torch():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=devices.PARAMS)
+def device(request):
+    """The device a kernel test runs on: cpu, host-fast, host-reference, cuda-fast or
+    cuda-reference (tests/devices.py). Its settings (NaN-filled outputs, the host executor,
+    the default variant) hold for the whole test; inputs go in through `device.array(...)`,
+    results come back through `device.numpy(...)`."""
+    with devices.DEVICES[request.param].active() as active:
+        yield active

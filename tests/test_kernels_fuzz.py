@@ -14,6 +14,11 @@ integers too large for the native side, ...). Each break carries what the contra
 
 Every call runs in this process on purpose: a crash in native code fails the whole run.
 Run with -v to see which call was running when a crash happens.
+
+Every call runs on every `device` (tests/devices.py), its arrays moved with device.array
+(lists, None and the like reach the kernel as built). The argument checks are Python's and
+happen before the call is dispatched, so a call refused on a device other than the CPU must
+be refused by the CPU kernels with the same exception and the same message.
 """
 
 import math
@@ -21,6 +26,7 @@ import math
 import numpy as np
 import pytest
 
+import devices
 import reference
 from convlab import kernels
 from convlab.testing import assert_close
@@ -509,8 +515,10 @@ def expected_result(op, kwargs):
     return result
 
 
-def check_returned(op, kwargs, result, description, moving_before):
-    """`moving_before`: copies of the moving statistics taken before the call updated them."""
+def check_returned(device, op, kwargs, moved, result, description, moving_before):
+    """`kwargs`: the call's arguments as built (numpy); `moved`: the same on the device, as
+    the kernel got them; `moving_before`: copies of the moving statistics taken before the
+    call updated them."""
     try:
         with np.errstate(all="ignore"):
             expected = expected_result(op, {**kwargs, **moving_before})
@@ -522,47 +530,76 @@ def check_returned(op, kwargs, result, description, moving_before):
         y, mean, variance, new_mean, new_variance = expected
         pairs = list(zip(result, (y, mean, variance), ("y", "batch_mean", "batch_variance")))
         for name, value in (("moving_mean", new_mean), ("moving_variance", new_variance)):
-            if not isinstance(kwargs[name], np.ndarray):
-                pytest.fail(f"{description}: accepted a {type(kwargs[name]).__name__} for {name}, which cannot be updated in place")
-            pairs.append((kwargs[name], value, f"{name} (in place)"))
+            if not isinstance(moved[name], device.array_type):
+                pytest.fail(f"{description}: accepted a {type(moved[name]).__name__} for {name}, which cannot be updated in place")
+            pairs.append((moved[name], value, f"{name} (in place)"))
     elif op == "batch_norm_backward":
         pairs = list(zip(result, expected, ("grad_x", "grad_gamma", "grad_beta")))
     else:
         pairs = [(result, expected, "result")]
     for actual, want, name in pairs:
-        assert isinstance(actual, np.ndarray), f"{description}: {name} is a {type(actual).__name__}"
+        assert isinstance(actual, device.array_type), f"{description}: {name} is a {type(actual).__name__}"
         assert actual.dtype in (np.float32, np.float64), f"{description}: {name} has dtype {actual.dtype}"
-        assert_close(actual, want, rtol=RTOL[dtype], name=f"{description}: {name}")
+        assert_close(device.numpy(actual), want, rtol=RTOL[dtype], name=f"{description}: {name}")
+
+
+def moved_to(device, kwargs, description):
+    """The call's arguments on the device, or a skip where the device cannot hold one as
+    the call built it."""
+    try:
+        moved = {k: device.array(v) for k, v in kwargs.items()}
+    except (TypeError, ValueError) as error:  # e.g. CuPy has no longdouble
+        pytest.skip(f"{description}: {device.name} cannot hold the arguments: {error}")
+    for name, value in kwargs.items():
+        if isinstance(value, np.ndarray) and not value.flags.writeable and getattr(moved[name].flags, "writeable", True):
+            pytest.skip(f"{description}: {device.name} has no read-only arrays")
+    return moved
+
+
+def cpu_outcome(op, kwargs):
+    """(exception type, message) of the call on the CPU kernels, or None if they return."""
+    try:
+        devices.on_cpu(getattr(kernels, op), **kwargs)
+    except Exception as error:
+        return type(error), str(error)
+    return None
 
 
 @pytest.mark.parametrize("index", CASES)
-def test_malformed_call_raises_type_or_value_error_or_returns_the_right_result(index):
+def test_malformed_call_raises_type_or_value_error_or_returns_the_right_result(device, index):
     op, break_name, kwargs, expectation = make_call(index)
-    description = f"kernels.{op} with {break_name} ({expectation})"
+    description = f"kernels.{op} with {break_name} ({expectation}) on {device.name}"
     moving = {k: kwargs[k].copy() for k in ("moving_mean", "moving_variance") if isinstance(kwargs.get(k), np.ndarray)}
+    moved = moved_to(device, kwargs, description)
     try:
-        result = getattr(kernels, op)(**kwargs)
+        result = getattr(kernels, op)(**moved)
     except (TypeError, ValueError) as error:
         assert str(error), f"{description}: {type(error).__name__} with an empty message"
         assert expectation != "accept", f"{description}: a valid call raised {type(error).__name__}: {error}"
         for name, before in moving.items():  # a refused call leaves the moving statistics alone
-            np.testing.assert_array_equal(kwargs[name], before, err_msg=f"{description}: {name} changed by a refused call")
+            np.testing.assert_array_equal(device.numpy(moved[name]), before, err_msg=f"{description}: {name} changed by a refused call")
+        if device.name != "cpu":
+            on_cpu = cpu_outcome(op, kwargs)
+            assert on_cpu == (type(error), str(error)), (
+                f"{description}: refused with {type(error).__name__}: {error}\n"
+                f"but on the CPU kernels: {'returned a result' if on_cpu is None else f'{on_cpu[0].__name__}: {on_cpu[1]}'}")
         return
     except Exception as error:
         pytest.fail(f"{description}: raised {type(error).__name__} (expected TypeError or ValueError): {error}")
     assert expectation != "reject", f"{description}: an invalid call returned instead of raising"
-    check_returned(op, kwargs, result, description, moving)
+    check_returned(device, op, kwargs, moved, result, description, moving)
 
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("op", OPS)
-def test_unbroken_base_calls_return_the_reference_result(op, seed):
+def test_unbroken_base_calls_return_the_reference_result(device, op, seed):
     # The calls the breaks start from are valid, so a refusal above is due to the break.
     rng = np.random.default_rng(seed)
     kwargs = base_call(op, rng, np.dtype(np.float64 if seed % 2 else np.float32))
     moving = {k: kwargs[k].copy() for k in ("moving_mean", "moving_variance") if k in kwargs}
-    result = getattr(kernels, op)(**kwargs)
-    check_returned(op, kwargs, result, f"kernels.{op} (valid call)", moving)
+    moved = {k: device.array(v) for k, v in kwargs.items()}
+    result = getattr(kernels, op)(**moved)
+    check_returned(device, op, kwargs, moved, result, f"kernels.{op} (valid call on {device.name})", moving)
 
 
 def test_fuzz_covers_every_kernel_and_every_way_of_breaking_a_call():
@@ -587,20 +624,21 @@ def test_dilation_beyond_the_image_leaves_only_the_centre_tap_in_same_padding(rn
     assert_close(reference.conv2d_transpose_forward(x, transposed_kernel, None, 1, "same", None, 7), x @ transposed_kernel[1, 1].T, rtol=1e-12)
 
 
-def test_same_padding_with_a_dilation_overflowing_int64_is_refused_or_exact(rng):
+def test_same_padding_with_a_dilation_overflowing_int64_is_refused_or_exact(device, rng):
     x = rng.standard_normal((1, 5, 5, 2))
     kernel = rng.standard_normal((3, 3, 2, 1))
     transposed_kernel = rng.standard_normal((3, 3, 1, 2))
     depthwise_kernel = rng.standard_normal((3, 3, 2, 1))
+    on = device.array
     cases = [
-        ("conv2d_forward", lambda: kernels.conv2d_forward(x, kernel, None, 1, "same", HUGE), x @ kernel[1, 1]),
-        ("conv2d_transpose_forward", lambda: kernels.conv2d_transpose_forward(x, transposed_kernel, None, 1, "same", None, HUGE), x @ transposed_kernel[1, 1].T),
-        ("depthwise_conv2d_forward", lambda: kernels.depthwise_conv2d_forward(x, depthwise_kernel, None, 1, "same", HUGE), x * depthwise_kernel[1, 1, :, 0]),
+        ("conv2d_forward", lambda: kernels.conv2d_forward(on(x), on(kernel), None, 1, "same", HUGE), x @ kernel[1, 1]),
+        ("conv2d_transpose_forward", lambda: kernels.conv2d_transpose_forward(on(x), on(transposed_kernel), None, 1, "same", None, HUGE), x @ transposed_kernel[1, 1].T),
+        ("depthwise_conv2d_forward", lambda: kernels.depthwise_conv2d_forward(on(x), on(depthwise_kernel), None, 1, "same", HUGE), x * depthwise_kernel[1, 1, :, 0]),
     ]
     wrong = []
     for name, call, exact in cases:
         try:
-            result = call()
+            result = device.numpy(call())
         except (TypeError, ValueError):
             continue
         if result.shape != exact.shape or not np.allclose(result, exact, rtol=1e-12, atol=1e-12):
@@ -608,9 +646,8 @@ def test_same_padding_with_a_dilation_overflowing_int64_is_refused_or_exact(rng)
     assert not wrong, "dilation 2**62 with 'same' padding returned wrong results: " + "; ".join(wrong)
 
 
-def test_geometry_overflowing_int64_raises_instead_of_wrapping(rng):
-    x = rng.standard_normal((1, 5, 5, 1))
-    kernel = rng.standard_normal((3, 3, 1, 1))
+def test_geometry_overflowing_int64_raises_instead_of_wrapping(device, rng):
+    x, kernel = device.arrays(rng.standard_normal((1, 5, 5, 1)), rng.standard_normal((3, 3, 1, 1)))
     calls = {
         # the dilated window (2**63 + 1) is larger than the input: no output
         "conv2d_output_shape(valid, dilation 2**62)": lambda: kernels.conv2d_output_shape((None, 5, 5, 1), 3, 1, 1, "valid", HUGE),

@@ -3,6 +3,10 @@
 Each test builds grad_fn from the backward kernels and hands it with the forward kernel to
 convlab.testing.gradcheck, which compares it in float64 with central differences of
 sum(forward(...) * g) for a random g. The last tests check gradcheck itself.
+
+The kernel tests run on every `device` (tests/devices.py) through device.gradcheck: the
+arrays gradcheck perturbs, and the upstream gradient, reach the kernels as arrays of the
+device (on cpu and host-* the very numpy arrays gradcheck perturbs).
 """
 
 import numpy as np
@@ -29,7 +33,7 @@ def normal(rng, *shape):
         pytest.param((1, 5, 4, 2), (3, 3), 2, (2, 1), ((1, 0), (2, 1)), 1, id="explicit"),
     ],
 )
-def test_conv2d_backward_kernels_are_the_gradient_of_conv2d_forward(rng, x_shape, kernel_size, cout, strides, padding, dilation):
+def test_conv2d_backward_kernels_are_the_gradient_of_conv2d_forward(device, rng, x_shape, kernel_size, cout, strides, padding, dilation):
     x = normal(rng, *x_shape)
     kernel = normal(rng, *kernel_size, x_shape[3], cout)
     bias = normal(rng, cout)
@@ -45,7 +49,7 @@ def test_conv2d_backward_kernels_are_the_gradient_of_conv2d_forward(rng, x_shape
             kernels.conv2d_backward_bias(g),
         ]
 
-    assert gradcheck(forward, [x, kernel, bias], backward)
+    assert device.gradcheck(forward, [x, kernel, bias], backward)
 
 
 # --------------------------------------------------------------------------- conv2d_transpose
@@ -61,7 +65,7 @@ def test_conv2d_backward_kernels_are_the_gradient_of_conv2d_forward(rng, x_shape
         pytest.param((1, 3, 3, 1), (3, 3), 2, 1, "same", None, 2, id="dilation2"),
     ],
 )
-def test_conv2d_transpose_backward_kernels_are_the_gradient_of_its_forward(rng, x_shape, kernel_size, cout, strides, padding, output_padding, dilation):
+def test_conv2d_transpose_backward_kernels_are_the_gradient_of_its_forward(device, rng, x_shape, kernel_size, cout, strides, padding, output_padding, dilation):
     x = normal(rng, *x_shape)
     kernel = normal(rng, *kernel_size, cout, x_shape[3])
     bias = normal(rng, cout)
@@ -77,7 +81,7 @@ def test_conv2d_transpose_backward_kernels_are_the_gradient_of_its_forward(rng, 
             kernels.conv2d_backward_bias(g),
         ]
 
-    assert gradcheck(forward, [x, kernel, bias], backward)
+    assert device.gradcheck(forward, [x, kernel, bias], backward)
 
 
 # --------------------------------------------------------------------------- depthwise and separable
@@ -93,7 +97,7 @@ def test_conv2d_transpose_backward_kernels_are_the_gradient_of_its_forward(rng, 
         pytest.param((1, 4, 5, 2), (2, 2), 1, 1, ((0, 1), (1, 1)), 1, id="explicit"),
     ],
 )
-def test_depthwise_conv2d_backward_kernels_are_the_gradient_of_its_forward(rng, x_shape, kernel_size, depth_multiplier, strides, padding, dilation):
+def test_depthwise_conv2d_backward_kernels_are_the_gradient_of_its_forward(device, rng, x_shape, kernel_size, depth_multiplier, strides, padding, dilation):
     x = normal(rng, *x_shape)
     kernel = normal(rng, *kernel_size, x_shape[3], depth_multiplier)
     bias = normal(rng, x_shape[3] * depth_multiplier)
@@ -109,10 +113,10 @@ def test_depthwise_conv2d_backward_kernels_are_the_gradient_of_its_forward(rng, 
             kernels.conv2d_backward_bias(g),
         ]
 
-    assert gradcheck(forward, [x, kernel, bias], backward)
+    assert device.gradcheck(forward, [x, kernel, bias], backward)
 
 
-def test_separable_conv2d_gradient_is_depthwise_backward_composed_with_1x1_conv_backward(rng):
+def test_separable_conv2d_gradient_is_depthwise_backward_composed_with_1x1_conv_backward(device, rng):
     x = normal(rng, 1, 5, 6, 2)
     depthwise_kernel = normal(rng, 3, 3, 2, 2)
     pointwise_kernel = normal(rng, 1, 1, 4, 3)
@@ -132,7 +136,7 @@ def test_separable_conv2d_gradient_is_depthwise_backward_composed_with_1x1_conv_
             kernels.conv2d_backward_bias(g),
         ]
 
-    assert gradcheck(forward, [x, depthwise_kernel, pointwise_kernel, bias], backward)
+    assert device.gradcheck(forward, [x, depthwise_kernel, pointwise_kernel, bias], backward)
 
 
 # --------------------------------------------------------------------------- pooling
@@ -147,7 +151,7 @@ POOL_CASES = [
 
 
 @pytest.mark.parametrize("x_shape, pool_size, strides, padding", POOL_CASES)
-def test_max_pool2d_backward_is_the_gradient_of_max_pool2d_forward(rng, x_shape, pool_size, strides, padding):
+def test_max_pool2d_backward_is_the_gradient_of_max_pool2d_forward(device, rng, x_shape, pool_size, strides, padding):
     # Distinct, well separated values: no window has two maxima within eps of each other.
     x = rng.permutation(np.prod(x_shape)).reshape(x_shape) * 0.01 + normal(rng, *x_shape) * 1e-4
 
@@ -157,70 +161,73 @@ def test_max_pool2d_backward_is_the_gradient_of_max_pool2d_forward(rng, x_shape,
     def backward(g, x):
         return [kernels.max_pool2d_backward(x, g, pool_size, strides, padding)]
 
-    assert gradcheck(forward, [x], backward)
+    assert device.gradcheck(forward, [x], backward)
 
 
 @pytest.mark.parametrize("x_shape, pool_size, strides, padding", POOL_CASES)
-def test_avg_pool2d_backward_is_the_gradient_of_avg_pool2d_forward(rng, x_shape, pool_size, strides, padding):
+def test_avg_pool2d_backward_is_the_gradient_of_avg_pool2d_forward(device, rng, x_shape, pool_size, strides, padding):
     def forward(x):
         return kernels.avg_pool2d_forward(x, pool_size, strides, padding)
 
     def backward(g, x):
         return [kernels.avg_pool2d_backward(g, x.shape, pool_size, strides, padding)]
 
-    assert gradcheck(forward, [normal(rng, *x_shape)], backward)
+    assert device.gradcheck(forward, [normal(rng, *x_shape)], backward)
 
 
-def test_global_avg_pool2d_backward_is_the_gradient_of_its_forward(rng):
+def test_global_avg_pool2d_backward_is_the_gradient_of_its_forward(device, rng):
     def backward(g, x):
         return [kernels.global_avg_pool2d_backward(g, x.shape)]
 
-    assert gradcheck(kernels.global_avg_pool2d_forward, [normal(rng, 2, 3, 4, 3)], backward)
+    assert device.gradcheck(kernels.global_avg_pool2d_forward, [normal(rng, 2, 3, 4, 3)], backward)
 
 
 # --------------------------------------------------------------------------- batch normalization
 
 
 @pytest.mark.parametrize("shape", [(3, 2, 2, 3), (5, 2), (2, 3, 2)])
-def test_batch_norm_backward_is_the_gradient_of_the_training_forward(rng, shape):
+def test_batch_norm_backward_is_the_gradient_of_the_training_forward(device, rng, shape):
     channels = shape[-1]
     x = normal(rng, *shape) * 2 + 0.5
     gamma, beta = normal(rng, channels), normal(rng, channels)
 
+    def fresh_moving_statistics():
+        return device.arrays(np.zeros(channels), np.ones(channels))
+
     def forward(x, gamma, beta):
         # Fresh moving statistics on every call: the in-place update must not leak.
-        return kernels.batch_norm_forward_training(x, gamma, beta, np.zeros(channels), np.ones(channels), 0.9, 1e-3)[0]
+        return kernels.batch_norm_forward_training(x, gamma, beta, *fresh_moving_statistics(), 0.9, 1e-3)[0]
 
     def backward(g, x, gamma, beta):
-        _, mean, variance = kernels.batch_norm_forward_training(x, gamma, beta, np.zeros(channels), np.ones(channels), 0.9, 1e-3)
+        _, mean, variance = kernels.batch_norm_forward_training(x, gamma, beta, *fresh_moving_statistics(), 0.9, 1e-3)
         return list(kernels.batch_norm_backward(g, x, gamma, mean, variance, 1e-3))
 
-    assert gradcheck(forward, [x, gamma, beta], backward)
+    assert device.gradcheck(forward, [x, gamma, beta], backward)
 
 
-def test_batch_norm_backward_without_gamma_is_the_gradient_of_the_unscaled_forward(rng):
+def test_batch_norm_backward_without_gamma_is_the_gradient_of_the_unscaled_forward(device, rng):
     x = normal(rng, 4, 2, 2, 2)
 
     def forward(x):
-        return kernels.batch_norm_forward_training(x, None, None, np.zeros(2), np.ones(2), 0.9, 1e-3)[0]
+        return kernels.batch_norm_forward_training(x, None, None, *device.arrays(np.zeros(2), np.ones(2)), 0.9, 1e-3)[0]
 
     def backward(g, x):
-        _, mean, variance = kernels.batch_norm_forward_training(x, None, None, np.zeros(2), np.ones(2), 0.9, 1e-3)
+        _, mean, variance = kernels.batch_norm_forward_training(x, None, None, *device.arrays(np.zeros(2), np.ones(2)), 0.9, 1e-3)
         return [kernels.batch_norm_backward(g, x, None, mean, variance, 1e-3)[0]]
 
-    assert gradcheck(forward, [x], backward)
+    assert device.gradcheck(forward, [x], backward)
 
 
-def test_batch_norm_inference_gradient_is_gamma_over_std(rng):
+def test_batch_norm_inference_gradient_is_gamma_over_std(device, rng):
     # No inference backward kernel exists; the layer's backward is the affine map itself.
     x = normal(rng, 3, 2, 2, 2)
     gamma, beta = normal(rng, 2), normal(rng, 2)
     mean, variance = normal(rng, 2), rng.uniform(0.5, 2.0, 2)
 
     def forward(x):
-        return kernels.batch_norm_forward_inference(x, gamma, beta, mean, variance, 1e-3)
+        return kernels.batch_norm_forward_inference(x, *device.arrays(gamma, beta, mean, variance), 1e-3)
 
-    assert gradcheck(forward, [x], lambda g, x: [g * gamma / np.sqrt(variance + 1e-3)])
+    assert device.gradcheck(forward, [x], lambda g, x: [device.numpy(g) * gamma / np.sqrt(variance + 1e-3)])
 
 
 # --------------------------------------------------------------------------- gradcheck itself
@@ -238,17 +245,17 @@ def conv_case(rng):
     return forward, backward, [x, kernel]
 
 
-def test_gradcheck_detects_a_gradient_scaled_by_one_percent(rng):
+def test_gradcheck_detects_a_gradient_scaled_by_one_percent(device, rng):
     forward, backward, inputs = conv_case(rng)
-    assert gradcheck(forward, inputs, backward)
+    assert device.gradcheck(forward, inputs, backward)
 
     def scaled_kernel_gradient(g, x, kernel):
         grad_x, grad_kernel = backward(g, x, kernel)
         return [grad_x, grad_kernel * 1.01]
 
     with pytest.raises(GradcheckError, match=r"input 1 .*element \(.*analytic .*numeric .*max abs error .*max rel error"):
-        gradcheck(forward, inputs, scaled_kernel_gradient)
-    assert gradcheck(forward, inputs, scaled_kernel_gradient, raise_exception=False) is False
+        device.gradcheck(forward, inputs, scaled_kernel_gradient)
+    assert device.gradcheck(forward, inputs, scaled_kernel_gradient, raise_exception=False) is False
 
 
 def test_gradcheck_error_is_an_assertion_error_naming_the_wrong_element(rng):
@@ -278,10 +285,10 @@ def test_gradcheck_rejects_float32_inputs_with_type_error(rng):
         gradcheck(forward, [x, kernel.astype(np.float32)], backward)
 
 
-def test_gradcheck_leaves_its_inputs_unchanged(rng):
+def test_gradcheck_leaves_its_inputs_unchanged(device, rng):
     forward, backward, inputs = conv_case(rng)
     copies = [a.copy() for a in inputs]
-    gradcheck(forward, inputs, backward)
+    device.gradcheck(forward, inputs, backward)
     for array, copy in zip(inputs, copies):
         np.testing.assert_array_equal(array, copy)
 
