@@ -12,7 +12,7 @@ from . import kernels
 from . import testing
 
 # --- autograd, ops, layers and models (python layer above the kernels) ---
-from .autograd import Tensor, Variable, GradientTape, no_grad  # noqa: E402
+from .autograd import Tensor, Variable, GradientTape, device, no_grad  # noqa: E402
 from . import utils, initializers, activations, ops, layers, models, applications  # noqa: E402
 from .models import Model, Sequential, load_model  # noqa: E402
 from .layers import Input  # noqa: E402

@@ -22,6 +22,12 @@ def _info(argv) -> int:
 
     print(f"convlab {convlab.__version__}")
     print(f"CPU kernels: convlab._cpu, {_cpu.num_threads()} OpenMP threads")
+    print("CUDA kernels on the CPU: convlab._cuda_host (convlab.kernels.host_executor())")
+    try:
+        from convlab import _cuda
+        print(f"CUDA kernels: convlab._cuda, built for sm_{_cuda.cuda_architectures}")
+    except ImportError:
+        print("CUDA kernels: not built (no nvcc when convlab was installed, or CONVLAB_CUDA=OFF)")
     status = convlab.cuda_available()
     print(f"CUDA: {'available ' + str(status.devices) if status else 'not available: ' + status.reason}")
     return 0

@@ -18,26 +18,68 @@ tape, then ask for `tape.gradient(target, sources)`.
 """
 
 import contextlib
+import contextvars
 
 import numpy as np
 
-from ._backend import array_module
+from ._backend import array_module, cuda_available
 
 __all__ = [
     "Tensor", "Variable", "Function", "GradientTape", "no_grad", "is_grad_enabled",
-    "as_tensor", "array_module", "grad",
+    "as_tensor", "array_module", "grad", "device", "default_device",
 ]
 
 
 def _cupy():
-    try:
-        import cupy
-    except ImportError as error:  # pragma: no cover - depends on the machine
-        raise RuntimeError(
-            "device 'cuda' needs CuPy (pip install cupy-cuda13x) and a CUDA GPU; "
-            f"importing cupy failed: {error}"
-        ) from None
+    """CuPy, when CUDA can run here; otherwise one RuntimeError that says why."""
+    status = cuda_available()
+    if not status:
+        raise RuntimeError(f"device 'cuda' is not available: {status.reason}")
+    import cupy
+
     return cupy
+
+
+_default_device = contextvars.ContextVar("convlab_default_device", default=None)
+
+
+@contextlib.contextmanager
+def device(name):
+    """Keras' device scope: weights that layers create inside it live on `name`.
+
+    >>> with convlab.device("cuda"):          # doctest: +SKIP
+    ...     model = convlab.applications.mnist_convnet()
+    >>> model.device                          # doctest: +SKIP
+    'cuda'
+
+    "gpu", "gpu:0" and "cuda:0" are accepted as Keras and PyTorch spell them (one GPU:
+    index 0). Asking for the GPU where CUDA cannot run raises RuntimeError with
+    convlab.cuda_available().reason.
+    """
+    canonical = _canonical_device(name)
+    if canonical == "cuda":
+        _cupy()
+    token = _default_device.set(canonical)
+    try:
+        yield canonical
+    finally:
+        _default_device.reset(token)
+
+
+def _canonical_device(name):
+    if not isinstance(name, str):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {name!r}")
+    lowered = name.lower()
+    if lowered == "cpu" or lowered.startswith("cpu:"):
+        return "cpu"
+    if lowered in ("cuda", "gpu", "cuda:0", "gpu:0"):
+        return "cuda"
+    raise ValueError(f"device must be 'cpu', 'cuda' (or 'gpu', 'gpu:0', 'cuda:0'), got {name!r}")
+
+
+def default_device():
+    """The device of the innermost convlab.device() scope, or None outside any."""
+    return _default_device.get()
 
 
 def _to_device(array, device):

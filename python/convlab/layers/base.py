@@ -15,7 +15,7 @@ import inspect
 import numpy as np
 
 from .. import initializers, utils
-from ..autograd import Tensor, Variable, _to_device, no_grad
+from ..autograd import Tensor, Variable, _to_device, default_device, no_grad
 from ..ops import math as math_ops
 
 __all__ = ["Layer", "KerasTensor", "Node"]
@@ -161,8 +161,10 @@ class Layer:
         """Create a weight Variable named '<layer name>/<name>' from an initializer."""
         shape = tuple(int(n) for n in shape)
         value = initializers.get(initializer)(shape, dtype=dtype or self.dtype)
-        variable = Variable(np.asarray(value, dtype=dtype or self.dtype), trainable=trainable,
-                            name=f"{self.name}/{name}")
+        data = np.asarray(value, dtype=dtype or self.dtype)
+        if default_device() is not None:  # inside convlab.device(...)
+            data = _to_device(data, default_device())
+        variable = Variable(data, trainable=trainable, name=f"{self.name}/{name}")
         variable._set_layer_trainable(self._trainable)
         self._variables.append(variable)
         return variable
