@@ -300,3 +300,34 @@ def test_ops_and_backward_on_cuda_tensors_match_the_cpu():
         results[device] = (y.item(), x.grad.numpy())
     assert results["cuda"][0] == pytest.approx(results["cpu"][0])
     np.testing.assert_allclose(results["cuda"][1], results["cpu"][1], rtol=1e-10)
+
+
+def test_a_tensor_feeding_two_paths_gets_the_gradient_of_both():
+    """z feeds y directly and through z.sum(): d sum(y) / dx = 2 * (1 + 3) for x of width 3.
+
+    The graph walk once appended z.sum() before z (z was marked visited when pushed), so
+    the gradient through the sum was lost and x.grad was 2 instead of 8."""
+    x = Tensor(np.random.default_rng(0).random((2, 3)), requires_grad=True)
+    z = x * 2.0
+    y = z + z.sum(axis=1, keepdims=True)
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy() if hasattr(x.grad, "numpy") else x.grad,
+                                  np.full((2, 3), 8.0))
+
+    def f(a):
+        z = Tensor(a) * 2.0
+        return (z * z.mean(axis=1, keepdims=True)).numpy()
+
+    base = np.random.default_rng(1).random((2, 3))
+    t = Tensor(base.copy(), requires_grad=True)
+    z = t * 2.0
+    out = z * z.mean(axis=1, keepdims=True)
+    upstream = np.random.default_rng(2).random((2, 3))
+    (out * Tensor(upstream)).sum().backward()
+    numeric = np.zeros_like(base)
+    for i in np.ndindex(base.shape):
+        step = np.zeros_like(base)
+        step[i] = 1e-6
+        numeric[i] = ((f(base + step) - f(base - step)) * upstream).sum() / 2e-6
+    got = t.grad.numpy() if hasattr(t.grad, "numpy") else t.grad
+    np.testing.assert_allclose(got, numeric, rtol=1e-6)

@@ -493,18 +493,24 @@ class Function:
 
 
 def _topological_order(roots):
-    """Tensors reachable from roots through recorded Functions, inputs before outputs."""
+    """Tensors reachable from roots through recorded Functions, inputs before outputs.
+
+    A depth-first post-order: a tensor is appended after everything it was computed from.
+    It is marked visited when it is expanded, not when it is pushed, so a tensor pushed by
+    one consumer and reached again through another (z feeding both y and z.sum() in
+    y = z + z.sum()) is still expanded before anything that depends on it is appended.
+    """
     order, visited = [], set()
     for root in roots:
-        if id(root) in visited:
-            continue
-        visited.add(id(root))
         stack = [(root, False)]
         while stack:
             tensor, expanded = stack.pop()
             if expanded:
                 order.append(tensor)
                 continue
+            if id(tensor) in visited:
+                continue
+            visited.add(id(tensor))
             stack.append((tensor, True))
             if tensor._freed and tensor._fn is None:
                 raise RuntimeError(
@@ -515,7 +521,6 @@ def _topological_order(roots):
             if tensor._fn is not None:
                 for parent in tensor._fn.inputs:
                     if parent is not None and id(parent) not in visited:
-                        visited.add(id(parent))
                         stack.append((parent, False))
     return order
 
