@@ -1,4 +1,4 @@
-"""Activations by name, as Keras layers take them: "relu", "sigmoid", "softmax", "tanh",
+"""Activations by name, as Keras layers take them: "relu", "relu6", "sigmoid", "softmax", "tanh",
 "linear" (or None), or any callable on Tensors."""
 
 from .ops import activations as _ops
@@ -6,7 +6,7 @@ from .ops import activations as _ops
 __all__ = ["get", "serialize"]
 
 _BY_NAME = {
-    "relu": _ops.relu, "sigmoid": _ops.sigmoid, "softmax": _ops.softmax, "tanh": _ops.tanh,
+    "relu": _ops.relu, "relu6": _ops.relu6, "sigmoid": _ops.sigmoid, "softmax": _ops.softmax, "tanh": _ops.tanh,
     "linear": _ops.linear, "log_softmax": _ops.log_softmax,
 }
 

@@ -1,4 +1,4 @@
-"""Activation functions: relu, sigmoid, tanh, softmax, log_softmax, each with its backward.
+"""Activation functions: relu, relu6, sigmoid, tanh, softmax, log_softmax, each with its backward.
 
 softmax and log_softmax subtract the row maximum before exponentiating, so large logits
 do not overflow: softmax(z) = softmax(z - max z), log_softmax(z) = z - max z - log sum exp(z - max z).
@@ -6,7 +6,7 @@ do not overflow: softmax(z) = softmax(z - max z), log_softmax(z) = z - max z - l
 
 from ..autograd import Function, array_module, as_tensor
 
-__all__ = ["relu", "sigmoid", "tanh", "softmax", "log_softmax", "linear"]
+__all__ = ["relu", "relu6", "sigmoid", "tanh", "softmax", "log_softmax", "linear"]
 
 
 class ReLU(Function):
@@ -16,6 +16,20 @@ class ReLU(Function):
 
     def backward(self, grad):
         return (grad * self.positive,)
+
+
+class ReLU6(Function):
+    """min(max(x, 0), 6): MobileNet's and EfficientNet-Lite's activation, bounded for low-precision inference."""
+
+    def forward(self, x):
+        self.x = x  # the mask is made in backward: inference never pays for it
+        xp = array_module(x)
+        y = xp.maximum(x, 0)
+        return xp.minimum(y, 6, out=y)
+
+    def backward(self, grad):
+        x = self.x
+        return (grad * ((x > 0) & (x < 6)),)
 
 
 class Sigmoid(Function):
@@ -66,6 +80,10 @@ class LogSoftmax(Function):
 
 def relu(x):
     return ReLU.apply(x)
+
+
+def relu6(x):
+    return ReLU6.apply(x)
 
 
 def sigmoid(x):
