@@ -1,35 +1,39 @@
 """VGG16 (Simonyan & Zisserman, 2014) with Keras' layer names: blockN_convM, blockN_pool,
-and on top flatten, fc1, fc2, predictions."""
+and on top flatten, fc1, fc2, predictions. Keras' pretrained files (and torchvision's
+state dicts, see weight_import.TORCHVISION_VGG16) load into it by these names."""
 
 from .. import layers
 from ..models import Model
+from . import keras_conventions as conventions
 
 __all__ = ["vgg16"]
 
 _BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 
 
-def vgg16(include_top=False, input_shape=None, weights=None, pooling=None, classes=1000,
-          classifier_activation="softmax"):
-    """VGG16, as keras.applications.VGG16 builds it.
+def vgg16(include_top=False, weights=None, input_shape=None, pooling=None, classes=1000,
+          classifier_activation="softmax", name="vgg16"):
+    """VGG16, as keras.applications.VGG16 builds it (its arguments, but no download).
 
     include_top=False: the convolutional base (14,714,688 parameters; 5x5x512 output at
-    180x180). input_shape defaults to (180, 180, 3) without the top (the book's size) and
-    to (224, 224, 3) with it, the only size the fully connected top accepts.
-    pooling ("avg" or None) applies to the base. weights: only None (random init) for now.
+    180x180); with the top at 224x224: 138,357,544. Unlike Keras, include_top defaults to
+    False and input_shape then to (180, 180, 3) (the book's conv base); with the top it
+    defaults to (224, 224, 3), the size of Keras' and torchvision's pretrained tops, and any
+    size of at least 32x32 builds (fc1 then reads the size's flattened 512 maps).
+    weights: None (random), or the path of a weights file: Keras'
+    vgg16_weights_tf_dim_ordering_tf_kernels[_notop].h5, a .weights.h5 or .keras file, or
+    convlab's own; weights="imagenet" raises (convlab does not download) and names the file.
+    pooling ("avg", "max" or None) applies without the top.
     """
-    if weights is not None:
-        raise NotImplementedError(
-            f"vgg16: weights={weights!r} is not supported yet (importing pretrained weights comes "
-            "later); pass weights=None for randomly initialized weights"
-        )
-    if input_shape is None:
-        input_shape = (224, 224, 3) if include_top else (180, 180, 3)
-    input_shape = tuple(input_shape)
-    if include_top and input_shape != (224, 224, 3):
-        raise ValueError(f"vgg16: with include_top=True the input shape must be (224, 224, 3), got {input_shape}")
-    if pooling not in (None, "avg"):
-        raise ValueError(f"vgg16: pooling must be None or 'avg', got {pooling!r}")
+    where = "vgg16"
+    conventions.check_weights(where, weights, include_top, classifier_activation, (
+        "vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels.h5" if include_top
+        else "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"))
+    if input_shape is None and not include_top:
+        input_shape = (180, 180, 3)
+    input_shape = conventions.obtain_input_shape(where, input_shape, default_size=224, min_size=32,
+                                                 require_flatten=include_top)
+    conventions.check_pooling(where, pooling)
     inputs = layers.Input(shape=input_shape)
     x = inputs
     for block, (filters, convs) in enumerate(_BLOCKS, start=1):
@@ -43,4 +47,6 @@ def vgg16(include_top=False, input_shape=None, weights=None, pooling=None, class
         x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
     elif pooling == "avg":
         x = layers.GlobalAveragePooling2D()(x)
-    return Model(inputs, x, name="vgg16")
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D()(x)
+    return conventions.load_weights(Model(inputs, x, name=name), weights)
