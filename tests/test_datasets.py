@@ -183,6 +183,11 @@ def test_same_seed_gives_identical_arrays_and_other_seeds_or_parts_differ(shapes
     assert not np.array_equal(other.images, again.images)
     assert not np.array_equal(other.masks, again.masks)
     assert not np.array_equal(test.images[:20], again.images)  # the test stream is its own
+    validation = shapes.generate(20, image_size=64, seed=4, part="validation")  # what the jobs watch in training
+    np.testing.assert_array_equal(shapes.generate(20, image_size=64, seed=4, part="validation").images,
+                                  validation.images)
+    for part in (again, test):
+        assert not any(np.array_equal(image, other) for image in validation.images for other in part.images[:20])
 
 
 def test_arrays_have_the_documented_shapes_and_dtypes(shapes_parts):
@@ -264,8 +269,8 @@ def test_shapes_arguments_are_checked():
         shapes.generate(2, image_size=8)
     with pytest.raises(ValueError, match=r"seed.*'a'"):
         shapes.generate(2, seed="a")
-    with pytest.raises(ValueError, match=r"part.*'validation'"):
-        shapes.generate(2, part="validation")
+    with pytest.raises(ValueError, match=r"part.*'train', 'test', 'validation'.*'valid'"):
+        shapes.generate(2, part="valid")
     with pytest.raises(ValueError, match=r"min_size=0\.2 is too small for image_size=32"):
         shapes.generate(2, image_size=32)
     with pytest.raises(ValueError, match=r"min_size.*max_size.*0\.7.*0\.5"):

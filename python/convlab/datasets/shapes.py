@@ -33,14 +33,16 @@ the gradient, so the shape always stands out (stripes add at most 15 to each cha
 noise has a standard deviation of 6).
 
 Seeds. Image i of a part is generated from numpy.random.default_rng([seed, part, i]),
-part 0 for "train" and 1 for "test": the same seed gives bit-identical arrays, the test
-images are drawn from a stream of their own (never a continuation of the training one),
-and a smaller n gives a prefix of a larger n.
+part 0 for "train", 1 for "test" and 2 for "validation" (generate(..., part="validation"),
+what the training jobs watch during training): the same seed gives bit-identical arrays,
+each part is drawn from a stream of its own (never a continuation of another), and a
+smaller n gives a prefix of a larger n.
 """
 
 import numpy as np
 
-__all__ = ["load_data", "generate", "ShapesData", "CLASS_NAMES", "MIN_CONTRAST"]
+__all__ = ["load_data", "generate", "ShapesData", "CLASS_NAMES", "MIN_CONTRAST", "generate_scenes", "load_scenes",
+           "ShapesScenes"]
 
 CLASS_NAMES = ["circle", "square", "triangle"]
 CIRCLE, SQUARE, TRIANGLE = 0, 1, 2
@@ -49,7 +51,7 @@ CIRCLE, SQUARE, TRIANGLE = 0, 1, 2
 FOREGROUND, BACKGROUND, CONTOUR = 0, 1, 2
 
 MIN_CONTRAST = 110.0  # smallest RGB distance between the shape colour and the background gradient
-_PARTS = {"train": 0, "test": 1}
+_PARTS = {"train": 0, "test": 1, "validation": 2}
 
 
 class ShapesData:
@@ -185,7 +187,8 @@ def _draw(rng, size, rows, cols, min_size, max_size, contour_width):
 
 
 def generate(num_images, image_size=64, seed=0, part="train", min_size=0.2, max_size=0.6, contour_width=1.5):
-    """A ShapesData of `num_images` images of one part ("train" or "test"), see the module docstring."""
+    """A ShapesData of `num_images` images of one part ("train", "test" or "validation"), see the
+    module docstring."""
     num_images = _check_count(num_images, "num_images")
     _check_options(image_size, seed, min_size, max_size, contour_width)
     if part not in _PARTS:
@@ -219,3 +222,92 @@ def load_data(num_train=2000, num_test=500, image_size=64, seed=0, min_size=0.2,
     options = dict(image_size=image_size, seed=seed, min_size=min_size, max_size=max_size,
                    contour_width=contour_width)
     return generate(num_train, part="train", **options), generate(num_test, part="test", **options)
+
+
+# ---------------------------------------------------------------------------- several shapes per image
+
+
+class ShapesScenes:
+    """Images with several shapes each, for detection: images uint8 (n, size, size, 3);
+    boxes a list of n int64 arrays (k_i, 4) (ymin, xmin, ymax, xmax), pixels, max exclusive;
+    labels a list of n int64 arrays (k_i,); masks uint8 (n, size, size) trimap of all shapes."""
+
+    __slots__ = ("images", "labels", "boxes", "masks", "class_names")
+
+    def __init__(self, images, labels, boxes, masks):
+        self.images, self.labels, self.boxes, self.masks = images, labels, boxes, masks
+        self.class_names = list(CLASS_NAMES)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __repr__(self):
+        return f"ShapesScenes({len(self)} images, {sum(len(b) for b in self.boxes)} shapes)"
+
+
+def _draw_scene(rng, size, rows, cols, min_shapes, max_shapes, min_size, max_size, contour_width):
+    count = int(rng.integers(min_shapes, max_shapes + 1))
+    image, start, end = _background(rng, size, rows, cols)
+    mask = np.full((size, size), BACKGROUND, dtype=np.uint8)
+    placed, labels, boxes = [], [], []
+    for _ in range(100 * count):  # rejection sampling: circumscribed circles never overlap
+        if len(placed) == count:
+            break
+        radius = rng.uniform(min_size, max_size) * size / 2
+        center = rng.uniform(radius + 1, size - radius - 1, size=2)
+        if any(np.hypot(*(center - c)) < radius + r + 1 for c, r in placed):
+            continue
+        placed.append((center, radius))
+        label = int(rng.integers(3))
+        depth = _shape_depth(label, rows, cols, center, radius, rng.uniform(0, 2 * np.pi))
+        inside = depth > 0
+        mask[inside] = FOREGROUND
+        mask[inside & (depth <= contour_width)] = CONTOUR
+        image[inside] = _contrasting_colour(rng, start, end)
+        ys, xs = np.nonzero(inside)
+        labels.append(label)
+        boxes.append((ys.min(), xs.min(), ys.max() + 1, xs.max() + 1))
+    image += np.float32(6) * rng.standard_normal(size=image.shape, dtype=np.float32)
+    image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    return image, np.array(labels, dtype=np.int64), np.array(boxes, dtype=np.int64).reshape(-1, 4), mask
+
+
+def generate_scenes(num_images, image_size=64, seed=0, part="train", min_shapes=1, max_shapes=3, min_size=0.2,
+                    max_size=0.4, contour_width=1.5):
+    """A ShapesScenes of `num_images` images, each with min_shapes..max_shapes shapes (fewer
+    when they do not fit without overlapping) whose circumscribed circles neither overlap nor
+    leave the image, so every box is the tight box of a whole, unoccluded shape.
+
+    Image i is drawn from numpy.random.default_rng([seed, part, i, 1]) (part 0 train, 1
+    test): a stream of its own, apart from generate()'s one-shape images."""
+    num_images = _check_count(num_images, "num_images")
+    _check_options(image_size, seed, min_size, max_size, contour_width)
+    if part not in _PARTS:
+        raise ValueError(f"part must be one of {list(_PARTS)}, got {part!r}")
+    for name, value in (("min_shapes", min_shapes), ("max_shapes", max_shapes)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if min_shapes > max_shapes:
+        raise ValueError(f"min_shapes must be <= max_shapes, got min_shapes={min_shapes}, max_shapes={max_shapes}")
+    size = int(image_size)
+    centers = np.arange(size, dtype=np.float32) + np.float32(0.5)
+    rows, cols = np.meshgrid(centers, centers, indexing="ij")
+    images = np.empty((num_images, size, size, 3), dtype=np.uint8)
+    masks = np.empty((num_images, size, size), dtype=np.uint8)
+    labels, boxes = [], []
+    for index in range(num_images):
+        rng = np.random.default_rng([int(seed), _PARTS[part], index, 1])
+        images[index], image_labels, image_boxes, masks[index] = _draw_scene(
+            rng, size, rows, cols, int(min_shapes), int(max_shapes), min_size, max_size, contour_width)
+        labels.append(image_labels)
+        boxes.append(image_boxes)
+    return ShapesScenes(images, labels, boxes, masks)
+
+
+def load_scenes(num_train=2000, num_test=200, image_size=64, seed=0, min_shapes=1, max_shapes=3, min_size=0.2,
+                max_size=0.4, contour_width=1.5):
+    """(train, test) ShapesScenes from independent seed streams (see generate_scenes)."""
+    options = dict(image_size=image_size, seed=seed, min_shapes=min_shapes, max_shapes=max_shapes,
+                   min_size=min_size, max_size=max_size, contour_width=contour_width)
+    return (generate_scenes(_check_count(num_train, "num_train"), part="train", **options),
+            generate_scenes(_check_count(num_test, "num_test"), part="test", **options))

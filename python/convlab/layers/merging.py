@@ -1,9 +1,10 @@
-"""Add and Concatenate (and their functional forms add([...]) and concatenate([...]))."""
+"""Add, Multiply and Concatenate (and their functional forms add([...]), multiply([...]) and
+concatenate([...]))."""
 
 from .. import ops
 from .base import Layer, format_shapes
 
-__all__ = ["Add", "Concatenate", "add", "concatenate"]
+__all__ = ["Add", "Multiply", "Concatenate", "add", "multiply", "concatenate"]
 
 
 class _Merge(Layer):
@@ -33,6 +34,37 @@ class Add(_Merge):
 
     def call(self, inputs):
         return ops.add_n(inputs)
+
+
+class Multiply(_Merge):
+    """The elementwise product of its inputs. Shapes broadcast as numpy's do, so a
+    (batch, 1, 1, channels) map of weights scales every pixel's channels (a squeeze-and-
+    excitation block's last step)."""
+
+    def _check_input_shape(self, input_shape):
+        super()._check_input_shape(input_shape)
+        self._broadcast(input_shape)
+
+    def _broadcast(self, input_shape):
+        rank = max(len(s) for s in input_shape)
+        padded = [(1,) * (rank - len(s)) + tuple(s) for s in input_shape]
+        result = []
+        for sizes in zip(*padded):
+            known = {n for n in sizes if n is not None and n != 1}
+            if len(known) > 1:
+                raise ValueError(f"{self._describe()} needs inputs whose shapes broadcast (each axis equal "
+                                 f"or 1), got {format_shapes(input_shape)}")
+            result.append(known.pop() if known else (None if None in sizes else 1))
+        return tuple(result)
+
+    def compute_output_shape(self, input_shape):
+        return self._broadcast(input_shape)
+
+    def call(self, inputs):
+        product = inputs[0]
+        for tensor in inputs[1:]:
+            product = ops.multiply(product, tensor)
+        return product
 
 
 class Concatenate(_Merge):
@@ -84,3 +116,8 @@ def add(inputs, **kwargs):
 def concatenate(inputs, axis=-1, **kwargs):
     """Functional form: concatenate([a, b]) == Concatenate()([a, b])."""
     return Concatenate(axis=axis, **kwargs)(inputs)
+
+
+def multiply(inputs, **kwargs):
+    """Functional form: multiply([a, b]) == Multiply()([a, b])."""
+    return Multiply(**kwargs)(inputs)
