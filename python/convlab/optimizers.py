@@ -13,6 +13,9 @@
 
 `learning_rate` may be a number or a schedule, a function of the step count (the number
 of updates applied so far, as in Keras, so a schedule's decay_steps are batches).
+Keras 1/2's names still work, with a warning that says what to write instead (DLwP 1e's
+`RMSprop(lr=1e-4)`): `lr=` is `learning_rate=`, and `decay=d` is Keras 2's time decay
+lr / (1 + d * step), `learning_rate=InverseTimeDecay(lr, decay_steps=1, decay_rate=d)`.
 Gradient clipping (clipnorm, clipvalue, global_clipnorm) works as in Keras.
 
 Only the variables handed to `apply_gradients` change: a model's frozen layers
@@ -21,7 +24,10 @@ State (the step count and one or two slot arrays per variable) is kept per varia
 object, and `get_state`/`set_state` move it to and from plain arrays for saving.
 """
 
+import functools
+import inspect
 import math
+import warnings
 
 import numpy as np
 
@@ -165,6 +171,41 @@ _SCHEDULES = {cls.__name__: cls for cls in (ExponentialDecay, StepDecay, Piecewi
 # --------------------------------------------------------------------------- optimizers
 
 
+def _accept_keras_one_names(init):
+    """Wrap an optimizer's __init__ so that Keras 1/2's lr= and decay= still work: each is
+    turned into today's argument, with a warning that names what to write instead."""
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        name = type(self).__name__
+        if "lr" in kwargs:
+            lr = kwargs.pop("lr")
+            if args or "learning_rate" in kwargs:
+                given = args[0] if args else kwargs["learning_rate"]
+                raise TypeError(f"{name}: got lr={lr!r} and learning_rate={given!r}; lr is the old name of "
+                                f"learning_rate, expected only learning_rate")
+            warnings.warn(f"{name}: lr is deprecated, write learning_rate={lr!r} instead", UserWarning,
+                          stacklevel=2)
+            kwargs["learning_rate"] = lr
+        if "decay" in kwargs:
+            decay = kwargs.pop("decay")
+            if isinstance(decay, bool) or not isinstance(decay, (int, float, np.number)) or not decay >= 0:
+                raise ValueError(f"{name}: decay must be a number >= 0 (Keras 2's time decay), got {decay!r}")
+            if decay:
+                default = inspect.signature(init).parameters["learning_rate"].default
+                rate = args[0] if args else kwargs.get("learning_rate", default)
+                if isinstance(rate, LearningRateSchedule) or callable(rate):
+                    raise ValueError(f"{name}: decay={decay!r} needs a number as learning_rate, got a schedule; "
+                                     f"expected one of the two")
+                warnings.warn(f"{name}: decay is deprecated, write learning_rate=convlab.optimizers.InverseTimeDecay("
+                              f"{rate!r}, decay_steps=1, decay_rate={decay!r}) instead", UserWarning, stacklevel=2)
+                schedule = InverseTimeDecay(rate, decay_steps=1, decay_rate=float(decay))
+                args, kwargs = args[1:], dict(kwargs, learning_rate=schedule)
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
 class Optimizer:
     """Base: learning rate (number or schedule), step count, clipping, per-variable slots.
 
@@ -173,6 +214,12 @@ class Optimizer:
     """
 
     slot_names = ()
+
+    def __init_subclass__(cls, **kwargs):
+        # Every optimizer's constructor takes Keras 1/2's lr= and decay= (see the module doc).
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _accept_keras_one_names(cls.__dict__["__init__"])
 
     def __init__(self, learning_rate, name=None, clipnorm=None, clipvalue=None, global_clipnorm=None):
         if sum(c is not None for c in (clipnorm, clipvalue, global_clipnorm)) > 1:

@@ -5,6 +5,7 @@
     set_floatx(dtype)  the dtype new layers get when they are not given one ("float32")
     serialize_object / deserialize_object   {"class_name", "config"} for losses, metrics,
                        optimizers and schedules (looked up by name; configs are data, not code)
+    to_categorical(y, num_classes=None)   int labels -> one-hot rows (keras.utils.to_categorical)
 """
 
 import random
@@ -13,7 +14,7 @@ import re
 import numpy as np
 
 __all__ = ["set_seed", "generator", "clear_session", "unique_name", "to_snake_case", "floatx", "set_floatx",
-           "serialize_object", "deserialize_object"]
+           "serialize_object", "deserialize_object", "to_categorical"]
 
 _rng = np.random.default_rng()
 _name_counts = {}
@@ -87,3 +88,39 @@ def deserialize_object(entry, classes, kind):
     if class_name not in classes:
         raise ValueError(f"unknown {kind} class {class_name!r}; known: {', '.join(sorted(classes))}")
     return classes[class_name].from_config(entry["config"])
+
+
+def to_categorical(y, num_classes=None, dtype="float32"):
+    """Integer class labels as one-hot rows, as keras.utils.to_categorical returns them.
+
+    y: labels in 0..num_classes-1, of any shape; a last axis of size 1 is dropped first
+    (Keras' rule), so labels (n,) and (n, 1) both give (n, num_classes), and (n, k) gives
+    (n, k, num_classes). num_classes: None for max(y) + 1.
+    Integral floats (3.0) are taken; other values (3.5, -1, NaN) are refused.
+    """
+    labels = np.asarray(y)
+    if labels.dtype == np.bool_ or not (np.issubdtype(labels.dtype, np.integer)
+                                        or np.issubdtype(labels.dtype, np.floating)):
+        raise ValueError(f"to_categorical: y must hold integer class labels, got an array of dtype {labels.dtype}")
+    shape = labels.shape
+    if len(shape) > 1 and shape[-1] == 1:
+        shape = shape[:-1]
+    flat = labels.reshape(-1)
+    if np.issubdtype(flat.dtype, np.floating):
+        whole = np.isfinite(flat) & (flat == np.floor(flat))
+        if not whole.all():
+            raise ValueError(f"to_categorical: y must hold integer class labels, got the value {flat[~whole][0].item()!r}")
+    flat = flat.astype(np.int64)
+    if num_classes is None:
+        if flat.size == 0:
+            raise ValueError("to_categorical: y is empty, so num_classes cannot be inferred; give num_classes")
+        num_classes = int(flat.max()) + 1
+    elif isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"to_categorical: num_classes must be a positive int or None, got {num_classes!r}")
+    if flat.size and (flat.min() < 0 or flat.max() >= num_classes):
+        bad = int(flat.min()) if flat.min() < 0 else int(flat.max())
+        raise ValueError(f"to_categorical: y holds the label {bad}, expected labels in 0..{int(num_classes) - 1} "
+                         f"for num_classes={num_classes}")
+    categorical = np.zeros((flat.size, int(num_classes)), dtype=dtype)
+    categorical[np.arange(flat.size), flat] = 1
+    return categorical.reshape(tuple(shape) + (int(num_classes),))
