@@ -278,3 +278,16 @@ def test_cupy_arrays_where_cuda_cannot_run_raise_runtime_error_naming_the_reason
     with pytest.raises(RuntimeError, match=re.escape(status.reason)) as raised:
         kernels.conv2d_forward(x, kernel)
     assert "conv2d_forward" in str(raised.value)
+
+
+@pytest.mark.parametrize("argument", ["strides", "dilation_rate"])
+def test_a_stride_past_the_native_int32_range_is_refused_in_python_naming_it(argument):
+    """2**70 used to reach the binding and come back as pybind11's signature dump."""
+    from convlab import kernels
+
+    x = np.zeros((1, 5, 5, 1), np.float32)
+    w = np.zeros((3, 3, 1, 1), np.float32)
+    with pytest.raises(ValueError, match=rf"conv2d_forward: {argument} must be in \[1, 2\*\*31 - 1\], got {2**70}"):
+        kernels.conv2d_forward(x, w, **{argument: 2**70})
+    with pytest.raises(ValueError, match=r"max_pool2d_forward: pool_size must be in \[1, 2\*\*31 - 1\]"):
+        kernels.max_pool2d_forward(x, pool_size=2**70)

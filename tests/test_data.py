@@ -150,6 +150,25 @@ def test_image_utilities_name_the_bad_argument(tmp_path):
         save_img(tmp_path / "missing_folder" / "a.png", np.zeros((2, 2, 3)))
 
 
+def test_a_file_that_is_not_an_image_or_is_truncated_is_named_in_one_line(tmp_path, rng):
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3)).astype(np.uint8)).save(tmp_path / "good.png")
+    good = (tmp_path / "good.png").read_bytes()
+    (tmp_path / "truncated.png").write_bytes(good[:len(good) // 2])
+    (tmp_path / "letter.png").write_text("Dear reader, this is text.")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    cases = [("truncated.png", rf"is a truncated or corrupt PNG image \({len(good) // 2} bytes"),
+             ("letter.png", r"is not an image file pillow can read \(26 bytes"),
+             ("empty.jpg", r"is not an image file pillow can read \(0 bytes")]
+    for name, what in cases:
+        path = str(tmp_path / name)
+        with pytest.raises(ValueError, match=rf"^load_img: '{path}' {what}") as caught:
+            load_img(path)
+        assert "\n" not in str(caught.value) and "BytesIO" not in str(caught.value)
+    with open(tmp_path / "letter.png", "rb") as file:  # a file object is named by its .name
+        with pytest.raises(ValueError, match=r"the file object '.*letter.png' is not an image"):
+            load_img(file)
+
+
 # --------------------------------------------------------------------------- directory datasets
 
 HEIGHT, WIDTH = 6, 8

@@ -236,8 +236,8 @@ def test_linear_none_and_callable_activations():
 
 
 def test_an_unknown_activation_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match="'relu6'.*relu, sigmoid"):
-        layers.Dense(2, activation="relu6")
+    with pytest.raises(ValueError, match="'relu7'.*relu, relu6, sigmoid"):
+        layers.Dense(2, activation="relu7")
 
 
 def test_rescaling_turns_uint8_images_into_float32():
@@ -347,6 +347,73 @@ def test_bad_hyperparameters_name_the_argument():
         layers.Dropout(1.5)
     with pytest.raises(TypeError, match="unexpected keyword.*'kernal_size'"):
         layers.Conv2D(4, 3, kernal_size=3)
+
+
+INT32_MAX = 2**31 - 1
+
+
+@pytest.mark.parametrize("make, argument, value", [
+    (lambda v: layers.Conv2D(2, 3, strides=v), "strides", 2**70),
+    (lambda v: layers.Conv2D(2, 3, strides=v), "strides", 2.5),
+    (lambda v: layers.Conv2D(2, 3, strides=v), "strides", (2.0, 2.0)),
+    (lambda v: layers.Conv2D(2, 3, strides=v), "strides", True),
+    (lambda v: layers.Conv2D(2, v), "kernel_size", INT32_MAX + 1),
+    (lambda v: layers.Conv2D(2, v), "kernel_size", "3"),
+    (lambda v: layers.Conv2D(2, 3, dilation_rate=v), "dilation_rate", (1, 2**40)),
+    (lambda v: layers.Conv2D(v, 3), "filters", INT32_MAX + 1),
+    (lambda v: layers.Conv2D(v, 3), "filters", 8.0),
+    (lambda v: layers.SeparableConv2D(4, 3, depth_multiplier=v), "depth_multiplier", 2**70),
+    (lambda v: layers.DepthwiseConv2D(3, depth_multiplier=v), "depth_multiplier", 0),
+    (lambda v: layers.Conv2DTranspose(2, 3, strides=2, output_padding=v), "output_padding", 2**70),
+    (lambda v: layers.Conv2DTranspose(2, 3, strides=2, output_padding=v), "output_padding", "a"),
+    (lambda v: layers.MaxPooling2D(v), "pool_size", 2**70),
+    (lambda v: layers.AveragePooling2D(2, strides=v), "strides", -1),
+    (lambda v: layers.Dense(v), "units", 2**40),
+    (lambda v: layers.ZeroPadding2D(v), "padding", ((1, 2**40), (0, 0))),
+    (lambda v: layers.Dropout(v), "rate", "0.5"),
+])
+def test_hyperparameters_outside_the_kernels_int32_range_are_refused_in_the_constructor(make, argument, value):
+    # before the native geometry binding, which would raise a TypeError listing its signature
+    with pytest.raises(ValueError) as caught:
+        make(value)
+    message = str(caught.value)
+    assert f"{argument} must be" in message and repr(value) in message
+    assert "\n" not in message and "incompatible function arguments" not in message
+
+
+def test_the_largest_int32_stride_is_taken_and_gives_keras_output_size():
+    x = layers.Input((8, 8, 1))
+    # valid: floor((8 - 3) / s) + 1 = 1 for any stride > 5; same: ceil(8 / s) = 1
+    assert layers.Conv2D(2, 3, strides=INT32_MAX)(x).shape == (None, 1, 1, 2)
+    assert layers.MaxPooling2D(2, strides=INT32_MAX, padding="same")(x).shape == (None, 1, 1, 1)
+    assert layers.Conv2D(2, 3, strides=np.int64(2)).strides == (2, 2)  # numpy ints are ints
+
+
+def test_a_window_larger_than_the_input_is_refused_before_the_kernel_is_allocated():
+    # a 2**20 x 2**20 kernel would be 4 TiB of float32: the geometry check comes first
+    with pytest.raises(ValueError, match=r"'huge'.*smaller than the height of the dilated window \(1048576\)"):
+        layers.Conv2D(1, 2**20, name="huge")(layers.Input((8, 8, 1)))
+
+
+def test_batch_norm_refuses_a_negative_moving_variance_naming_the_channel():
+    bn = layers.BatchNormalization(name="bn")
+    bn.build((None, 4, 4, 3))
+    before = bn.get_weights()
+    gamma, beta, mean, variance = (np.full(3, value, np.float32) for value in (2.0, 0.5, 0.1, 1.0))
+    for bad, channel in ((np.array([1.0, -0.5, 2.0], np.float32), 1), (np.array([1.0, 2.0, np.nan], np.float32), 2)):
+        with pytest.raises(ValueError, match=rf"'bn'.*moving_variance must be >= 0.*got {bad[channel]} in channel "
+                                             rf"{channel}$"):
+            bn.set_weights([gamma, beta, mean, bad])
+        for kept, original in zip(bn.get_weights(), before):  # nothing was assigned
+            np.testing.assert_array_equal(kept, original)
+    inputs = layers.Input((4, 4, 3))
+    model = convlab.Model(inputs, layers.BatchNormalization(name="inner")(inputs))
+    with pytest.raises(ValueError, match=r"'inner'.*got -1.0 in channel 0"):  # through a model's set_weights too
+        model.set_weights([gamma, beta, mean, np.array([-1.0, 1.0, 1.0], np.float32)])
+    bn.set_weights([gamma, beta, mean, np.array([0.0, 1.0, 2.0], np.float32)])  # zero is a variance
+    x = randn(2, 4, 4, 3).astype(np.float32)
+    expected = (x - 0.1) / np.sqrt(np.array([0.0, 1.0, 2.0]) + 1e-3) * 2.0 + 0.5
+    np.testing.assert_allclose(bn(x).numpy(), expected, rtol=1e-5)
 
 
 def test_count_params_of_an_unbuilt_layer_says_it_is_not_built():

@@ -241,6 +241,75 @@ def test_bad_data_is_refused_before_any_training_step(rng, case, message):
         np.testing.assert_array_equal(a, b)
 
 
+def test_empty_data_is_refused_naming_the_empty_input(rng):
+    model = small_convnet()
+    model.compile("rmsprop", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = data(rng, n=8)
+    empty = r"x is empty: 0 samples \(shape \(0, 8, 8, 1\)\)"
+    for call in (lambda: model.fit(x[:0], y[:0], verbose=0),
+                 lambda: model.fit(x[:0], y[:0], validation_split=0.5, verbose=0),
+                 lambda: model.evaluate(x[:0], y[:0], verbose=0),
+                 lambda: model.train_on_batch(x[:0], y[:0])):
+        with pytest.raises(ValueError, match=empty):
+            call()
+    with pytest.raises(ValueError, match=r"fit \(validation_data\): x is empty"):
+        model.fit(x, y, validation_data=(x[:0], y[:0]), verbose=0)
+    assert model.predict(x[:0]).shape == (0, 3)  # predicting nothing is well defined: no rows
+
+
+@pytest.mark.parametrize("argument, value", [
+    ("batch_size", "abc"), ("batch_size", float("nan")), ("batch_size", 0), ("batch_size", 2.5),
+    ("batch_size", True), ("epochs", float("inf")), ("epochs", "abc"), ("epochs", -1),
+    ("initial_epoch", None), ("validation_freq", 0), ("validation_batch_size", "8"), ("verbose", "loud"),
+    ("validation_split", "0.2"),
+])
+def test_fit_arguments_that_are_not_counts_are_refused_naming_them(rng, argument, value):
+    model = small_convnet()
+    model.compile("rmsprop", "sparse_categorical_crossentropy")
+    x, y = data(rng, n=8)
+    CountBatches.batches = 0
+    with pytest.raises(ValueError) as caught:
+        model.fit(x, y, callbacks=[CountBatches()], **dict({"verbose": 0}, **{argument: value}))
+    message = str(caught.value)
+    assert message.startswith(f"Model '{model.name}'.fit: {argument} must be") and message.endswith(f"got {value!r}")
+    assert "\n" not in message and CountBatches.batches == 0
+    assert model.fit(x, y, batch_size=4.0, epochs=1.0, verbose=0).epoch == [0]  # integral floats are counts
+
+
+def test_non_finite_data_warns_once_and_terminate_on_nan_stops_at_the_first_nan_loss(rng, capsys):
+    x, y = data(rng, n=32)
+    x[21, 3, 4, 0] = np.nan  # sample 21: in batch 21 // 8 + 1 = 3 of an unshuffled epoch
+    model = small_convnet()
+    model.compile("rmsprop", "sparse_categorical_crossentropy")
+    seen = []
+    counter = callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(logs["loss"]))
+    with pytest.warns(RuntimeWarning, match=r"batch 3 of epoch 1 holds NaN or infinity in x;.*TerminateOnNaN") as caught:
+        history = model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=2,
+                            callbacks=[counter, callbacks.TerminateOnNaN()])
+    assert len([w for w in caught if issubclass(w.category, RuntimeWarning)]) == 1
+    assert len(seen) == 3 and np.isfinite(seen[:2]).all() and np.isnan(seen[2])  # stopped in batch 3
+    assert history.epoch == [0] and np.isnan(history.history["loss"][0])
+    out = capsys.readouterr().out
+    assert "Batch 2: Invalid loss, terminating training" in out and " - loss: nan" in out
+    # without the callback the run goes on, and the weights end as NaN, as in Keras
+    model = small_convnet()
+    model.compile("rmsprop", "sparse_categorical_crossentropy")
+    with pytest.warns(RuntimeWarning, match="batch 3 of epoch 1"):
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    assert np.isnan(model.layers[0].kernel.numpy()).all()
+
+
+def test_an_infinite_target_is_named_in_the_warning(rng):
+    inputs = layers.Input((3,))
+    model = Model(inputs, layers.Dense(1)(inputs))
+    model.compile("sgd", "mse")
+    x, y = rng.random((6, 3)), rng.random((6, 1))
+    y[0, 0] = np.inf
+    with pytest.warns(RuntimeWarning, match=r"batch 1 of epoch 1 holds NaN or infinity in y;"), \
+            np.errstate(invalid="ignore"):  # numpy's own warning of the inf * 0 in the gradient
+        model.fit(x, y, batch_size=6, epochs=1, verbose=0)
+
+
 def test_a_one_shot_generator_is_refused_rather_than_silently_losing_a_batch(rng):
     model = small_convnet()
     model.compile("sgd", "sparse_categorical_crossentropy")

@@ -131,16 +131,39 @@ def test_activation_grid_rejects_a_batch_of_two():
         viz.activation_grid(np.ones((2, 4, 4, 3)))
 
 
-def test_activation_grid_png_is_the_grid_under_a_title_strip(tmp_path, rng):
-    activation = rng.random((6, 6, 5))
+def enlarged_reference(grid, height, width, channels, per_row, scale, gap=2):
+    """The PNG's picture built from the book's grid another way: each cell cut out of the grid,
+    every pixel made a scale x scale block with np.kron, pasted on white gap_value 255."""
+    rows = -(-channels // per_row)
+    cell_h, cell_w = height * scale, width * scale
+    picture = np.full((rows * cell_h + (rows - 1) * gap, per_row * cell_w + (per_row - 1) * gap), 255, np.uint8)
+    for index in range(channels):
+        row, column = divmod(index, per_row)
+        cell = grid[row * (height + 1):row * (height + 1) + height, column * (width + 1):column * (width + 1) + width]
+        block = np.kron(cell, np.ones((scale, scale), np.uint8))
+        picture[row * (cell_h + gap):row * (cell_h + gap) + cell_h,
+                column * (cell_w + gap):column * (cell_w + gap) + cell_w] = block
+    return picture
+
+
+def test_activation_grid_png_enlarges_each_channel_under_a_title_strip(tmp_path, rng):
+    activation = np.maximum(rng.standard_normal((6, 6, 21)), 0)
+    activation[:, :, 4] = 0  # a dead channel: black, between white separators
     path = tmp_path / "layer.png"
-    grid = viz.activation_grid(activation, layer_name="conv2d_7", path=path)
+    grid = viz.activation_grid(activation, layer_name="conv2d_7", path=path, images_per_row=8)
+    np.testing.assert_array_equal(grid, reference_grid(activation, 8))  # the returned grid is still the book's
     written = np.asarray(Image.open(path))
-    strip = written.shape[0] - grid.shape[0]
+    scale = math.ceil(64 / 6)  # 11: each 6 x 6 channel becomes 66 x 66
+    expected = enlarged_reference(grid, 6, 6, 21, 8, scale)
+    assert expected.shape == (3 * 66 + 2 * 2, 8 * 66 + 7 * 2)
+    strip = written.shape[0] - expected.shape[0]
     assert strip > 5
-    np.testing.assert_array_equal(written[strip:, :grid.shape[1]], grid)
+    np.testing.assert_array_equal(written[strip:, :expected.shape[1]], expected)
     assert (written[:strip] < 128).any()  # the title's dark text on the light strip
     assert os.listdir(tmp_path) == ["layer.png"]  # no temporary file left behind
+    few = viz.activation_grid(activation[:, :, :3], path=tmp_path / "few.png", png_tile_size=12)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "few.png")),
+                                  enlarged_reference(few, 6, 6, 3, 3, 2))  # 3 channels: one row of 3, 2x
 
 
 def test_activation_grids_write_one_png_per_layer_named_after_it(tmp_path, rng):
@@ -156,29 +179,47 @@ def test_activation_grids_write_one_png_per_layer_named_after_it(tmp_path, rng):
 # --------------------------------------------------------------------------- filter weights
 
 
-def test_filter_weights_grid_normalizes_the_whole_kernel_one_row_per_filter(rng):
+def test_filter_weights_grid_normalizes_the_whole_kernel_and_lays_filters_out_in_rows(rng):
     layer = layers.Conv2D(5, 3)
     layer.build((None, 8, 8, 2))
     kernel = rng.standard_normal((3, 3, 2, 5)).astype(np.float32)
     layer.set_weights([kernel, np.zeros(5, np.float32)])
-    grid = viz.filter_weights_grid(layer)
-    assert grid.shape == (5 * 4 - 1, 2 * 4 - 1)
+    grid = viz.filter_weights_grid(layer, filters_per_row=3)
+    # 3 filters to a row, each 2 cells (its input channels) wide: 2 rows of 6 cells of 3 x 3
+    assert grid.shape == (2 * 4 - 1, 6 * 4 - 1)
+
+    def cell(f, c):
+        row, column = divmod(f * 2 + c, 6)
+        return grid[row * 4:row * 4 + 3, column * 4:column * 4 + 3]
+
     for which, value in ((np.argmin, 0.0), (np.argmax, 1.0)):
         i, j, c, f = np.unravel_index(which(kernel), kernel.shape)
-        assert grid[f * 4 + i, c * 4 + j] == value
-    cells = np.delete(np.delete(grid, np.s_[3::4], axis=0), np.s_[3::4], axis=1)  # the gaps removed
-    assert cells.min() == 0.0 and cells.max() == 1.0
-    f, c = 4, 1
-    expected = (kernel[:, :, c, f] - kernel.min()) / (kernel.max() - kernel.min())
-    np.testing.assert_allclose(grid[f * 4:f * 4 + 3, c * 4:c * 4 + 3], expected, rtol=1e-6)
+        assert cell(f, c)[i, j] == value
+    for f in range(5):
+        for c in range(2):
+            expected = (kernel[:, :, c, f] - kernel.min()) / (kernel.max() - kernel.min())
+            np.testing.assert_allclose(cell(f, c), expected, rtol=1e-6)
+    np.testing.assert_array_equal(grid[4:, 4 * 4:], 1.0)  # the sixth filter's place is empty: white
+    assert viz.filter_weights_grid(kernel[:, :, :1, :4]).shape == (3, 4 * 4 - 1)  # fewer than 8: one row
 
 
-def test_filter_weights_grid_png_is_enlarged_with_nearest_neighbours(tmp_path, rng):
-    kernel = rng.standard_normal((3, 3, 1, 4))
+def test_filter_weights_png_enlarges_each_cell_and_separates_the_filters(tmp_path, rng):
+    kernel = rng.standard_normal((3, 3, 1, 32))  # the MNIST convnet's first layer
     grid = viz.filter_weights_grid(kernel, path=tmp_path / "weights.png", scale=5)
     written = np.asarray(Image.open(tmp_path / "weights.png"))
-    assert written.shape == (grid.shape[0] * 5, grid.shape[1] * 5)
-    np.testing.assert_array_equal(written[::5, ::5], np.round(grid * 255).astype(np.uint8))
+    assert grid.shape == (4 * 4 - 1, 8 * 4 - 1)  # 8 filters to a row, 4 rows
+    assert written.shape == (4 * 15 + 3 * 6, 8 * 15 + 7 * 6)  # cells 3 * 5 pixels, filters 6 pixels apart
+    pixels = np.round(grid * 255).astype(np.uint8)
+    for f in range(32):
+        row, column = divmod(f, 8)
+        top, left = row * 21, column * 21
+        np.testing.assert_array_equal(written[top:top + 15, left:left + 15],
+                                      np.kron(pixels[row * 4:row * 4 + 3, column * 4:column * 4 + 3],
+                                              np.ones((5, 5), np.uint8)))
+    assert (written[15:21] == 255).all() and (written[:, 15:21] == 255).all()  # white between filters
+    kernel = rng.standard_normal((2, 2, 3, 2))  # an RGB first layer: each filter's 3 cells 2 pixels apart
+    viz.filter_weights_grid(kernel, path=tmp_path / "rgb.png", scale=4)
+    assert Image.open(tmp_path / "rgb.png").size == (2 * (3 * 8 + 2 * 2) + 6, 8)
 
 
 # --------------------------------------------------------------------------- filter patterns
@@ -491,13 +532,16 @@ def test_overlay_heatmap_is_the_books_superimposition(rng):
 
 def test_overlay_of_a_uniform_heatmap_on_a_grayscale_image_by_hand(tmp_path):
     image = np.tile(np.arange(10, dtype=np.float64) * 20, (6, 1))  # (6, 10), 0..180
-    overlay = viz.overlay_heatmap(image, np.ones((2, 2)), path=tmp_path / "overlay.png")
+    overlay = viz.overlay_heatmap(image, np.ones((2, 2)), path=tmp_path / "overlay.png", png_size=10)
     # jet(1) = (0.5, 0, 0) -> (128, 0, 0): red gets 0.4 * 128 = 51.2 more; the range is 0..231.2
     red, rest = (image + 51.2) / 231.2 * 255, image / 231.2 * 255
     np.testing.assert_array_equal(overlay[:, :, 0], red.astype(np.uint8))
     np.testing.assert_array_equal(overlay[:, :, 1], rest.astype(np.uint8))
     np.testing.assert_array_equal(overlay[:, :, 2], rest.astype(np.uint8))
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "overlay.png")), overlay)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "overlay.png")), overlay)  # png_size=10: as is
+    viz.overlay_heatmap(image, np.ones((2, 2)), path=tmp_path / "large.png")  # 224 // 10: 22 times larger
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "large.png")),
+                                  np.kron(overlay, np.ones((22, 22, 1), np.uint8)))
 
 
 # --------------------------------------------------------------------------- training curves
@@ -561,8 +605,10 @@ def test_visualize_writes_every_picture_of_a_model_and_an_image_file(tmp_path, r
     # the model saw the pixels divided by 255 (it has no Rescaling layer of its own)
     grid = viz.activation_grid(run_layer_by_layer(model, pixels[:, :, None] / np.float32(255))[names[1]])
     written = np.asarray(Image.open(out / "activations" / f"{names[1]}.png"))
-    np.testing.assert_array_equal(written[-grid.shape[0]:, :grid.shape[1]], grid)
-    assert Image.open(out / f"grad_cam_{names[-1]}.png").size == (28, 28)
+    expected = enlarged_reference(grid, 11, 11, 64, 16, 6)  # 11 x 11 maps, 6 times: 66 pixels
+    np.testing.assert_array_equal(written[-expected.shape[0]:, :expected.shape[1]], expected)
+    assert Image.open(out / f"grad_cam_{names[-1]}.png").size == (224, 224)  # the 28 x 28 digit, 8 times
+    assert Image.open(out / f"filter_weights_{names[0]}.png").size == (8 * 48 + 7 * 6, 4 * 48 + 3 * 6)
 
 
 def test_the_command_line_loads_the_model_and_prints_the_written_paths(tmp_path, capsys, rng):
@@ -579,4 +625,4 @@ def test_the_command_line_loads_the_model_and_prints_the_written_paths(tmp_path,
     heatmap = viz.grad_cam(model, image, conv_names(model)[-1])
     expected = viz.overlay_heatmap(np.asarray(Image.open(tmp_path / "digit.png")), heatmap)
     written = np.asarray(Image.open([p for p in printed if "grad_cam" in p][0]).convert("RGB"))
-    np.testing.assert_array_equal(written, expected)
+    np.testing.assert_array_equal(written, np.kron(expected, np.ones((8, 8, 1), np.uint8)))

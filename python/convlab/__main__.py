@@ -4,19 +4,26 @@ Commands:
   train mnist         the books' MNIST convnet on the embedded real digits (the main job)
   train segmentation  the Conv2DTranspose segmentation net on the synthetic shapes masks
   train xception      the mini Xception on the synthetic shapes classification task
+  train detection     a YOLO-style grid detector on multi-shape scenes; prints mAP@0.5
+  classify IMAGE...   the pretrained EfficientNet-Lite0's top ImageNet classes for each image
   visualize MODEL IMAGE --out DIR
                       activation grids, filter weights, filter patterns, Grad-CAM for one image
   demo                run every kernel family on a drawn image and check a gradient
   info                the build: native modules, threads, CUDA availability
 
-`python -m convlab COMMAND --help` lists a command's options.
+`python -m convlab COMMAND --help` lists a command's options. An error prints one line,
+`convlab: error: ...`, and exits with status 2; `--debug` (or CONVLAB_DEBUG=1) shows the
+traceback instead.
 """
 
-import argparse
 import sys
+
+from convlab._command_line import ArgumentParser, CommandLineError, debug_requested, one_line
 
 
 def _info(argv) -> int:
+    ArgumentParser(prog="python -m convlab info", description="What was built and whether CUDA runs here.") \
+        .parse_args(argv)
     import convlab
     from convlab import _cpu
 
@@ -37,11 +44,12 @@ _TRAIN_DEFAULTS = {  # job: (epochs, batch size)
     "mnist": (5, 64),
     "segmentation": (30, 32),
     "xception": (15, 32),
+    "detection": (12, 32),
 }
 
 
 def _train(argv) -> int:
-    parser = argparse.ArgumentParser(prog="python -m convlab train", description="Train one of the books' models.")
+    parser = ArgumentParser(prog="python -m convlab train", description="Train one of the books' models.")
     parser.add_argument("job", choices=sorted(_TRAIN_DEFAULTS), help="which model and data")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--epochs", type=int, default=None, help="default: mnist 5, segmentation 30, xception 15")
@@ -62,6 +70,13 @@ def _train(argv) -> int:
         if not status:
             parser.error(f"--device cuda: {status.reason}")
     epochs, batch_size = _TRAIN_DEFAULTS[args.job]
+    if args.job == "detection":
+        from convlab.detection_job import train_detection
+
+        train_detection(epochs=args.epochs or epochs, batch_size=args.batch_size or batch_size,
+                        device=args.device, out=args.out or "convlab-runs/detection", seed=args.seed,
+                        quiet=args.quiet)
+        return 0
     job = getattr(jobs, f"train_{args.job}")
     job(epochs=args.epochs or epochs, batch_size=args.batch_size or batch_size, device=args.device,
         out=args.out or f"convlab-runs/{args.job}", seed=args.seed, verbose=0 if args.quiet else 1)
@@ -74,18 +89,39 @@ def _visualize(argv) -> int:
     return cli.main(argv)
 
 
-def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": _train, "visualize": _visualize, "demo": None, "info": _info}
-    if not argv or argv[0] not in commands:
-        print(__doc__)
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    command, rest = argv[0], argv[1:]
-    if command == "demo":
-        from convlab import demo
+def _demo(argv) -> int:
+    from convlab import demo
 
-        return demo.main(rest)
-    return commands[command](rest)
+    return demo.main(argv)
+
+
+def _classify(argv) -> int:
+    from convlab import classify
+
+    return classify.main(argv)
+
+
+COMMANDS = {"train": _train, "classify": _classify, "visualize": _visualize, "demo": _demo,
+            "info": _info}
+
+
+def main(argv=None) -> int:
+    """Run one command; an error prints `convlab: error: ...` (one line) and returns 2, unless
+    --debug or CONVLAB_DEBUG asks for the exception and its traceback."""
+    debug, argv = debug_requested(list(sys.argv[1:] if argv is None else argv))
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    try:
+        if argv[0] not in COMMANDS:
+            raise CommandLineError(f"unknown command {argv[0]!r}; the commands are {', '.join(COMMANDS)} "
+                                   "(python -m convlab --help)")
+        return COMMANDS[argv[0]](argv[1:])
+    except Exception as error:
+        if debug:
+            raise
+        print(f"convlab: error: {one_line(error)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

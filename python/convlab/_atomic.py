@@ -25,7 +25,8 @@ def _file_mode(path):
 def atomic_write(path, what="write"):
     """Open a binary file that replaces `path` when the block ends without an exception.
 
-    what: names the caller in the error raised when the directory does not exist.
+    what: names the caller in the errors, which name `path` (never the temporary file): a
+    missing directory, a path that is a directory, a directory without write permission.
     The new file keeps the mode of the file it replaces, or gets the one a plain open()
     would give under the umask (mkstemp alone would make it private).
     """
@@ -33,7 +34,17 @@ def atomic_write(path, what="write"):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"{what}: cannot write {path!r}: the directory {directory!r} does not exist")
-    handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what}: cannot write {path!r}: it is a directory; give a file path "
+                                f"inside it or beside it")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    except PermissionError:
+        raise PermissionError(f"{what}: cannot write {path!r}: no permission to create files in the directory "
+                              f"{directory!r}") from None
+    except OSError as error:
+        raise OSError(error.errno, f"{what}: cannot write {path!r}: cannot create a file in the directory "
+                                   f"{directory!r}: {error.strerror}") from None
     try:
         with os.fdopen(handle, "wb") as file:
             yield file

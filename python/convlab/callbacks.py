@@ -7,9 +7,11 @@ epoch and of each batch, with the logs so far ({"loss": ..., "accuracy": ..., "v
     EarlyStopping       stops when the monitored value stops improving; can restore the best weights
     LearningRateScheduler  sets the optimizer's learning rate from schedule(epoch, lr) each epoch
     ReduceLROnPlateau   multiplies the learning rate by `factor` when the monitored value stalls
+    TerminateOnNaN      stops training at the first batch whose loss is NaN or infinite
     LambdaCallback      hooks given as functions
 
-A callback sets `self.model.stop_training = True` to end fit() after the current epoch.
+A callback sets `self.model.stop_training = True` to end fit(): set in a batch hook, the
+epoch ends after that batch (its logs are still recorded); set in on_epoch_end, after that epoch.
 """
 
 import math
@@ -20,7 +22,7 @@ import numpy as np
 
 __all__ = [
     "Callback", "CallbackList", "History", "ModelCheckpoint", "EarlyStopping", "LearningRateScheduler",
-    "ReduceLROnPlateau", "LambdaCallback",
+    "ReduceLROnPlateau", "TerminateOnNaN", "LambdaCallback",
 ]
 
 
@@ -264,6 +266,17 @@ class ReduceLROnPlateau(Callback):
                     self.cooldown_counter, self.wait = self.cooldown, 0
         if logs is not None:
             logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
+class TerminateOnNaN(Callback):
+    """Stop training at the end of the first batch whose loss is NaN or infinite (Keras' callback):
+    the epoch ends there, its logs show the loss as nan, and fit returns."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True
 
 
 class LambdaCallback(Callback):

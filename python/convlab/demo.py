@@ -11,7 +11,6 @@ a PNG so you can look at what the kernels did.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
@@ -19,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import kernels
+from ._command_line import ArgumentParser
 from .testing import gradcheck
 
 
@@ -119,7 +119,7 @@ def run(out_dir: str | None = None) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m convlab demo", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m convlab demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="folder to write the result images to")
     args = parser.parse_args(argv)
     results = run(args.out)

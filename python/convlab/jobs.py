@@ -5,9 +5,12 @@
     train_segmentation  listing 9.4's Conv2DTranspose net on the synthetic shapes trimaps
     train_xception      the mini Xception on the synthetic shapes classification task
 
-Each job seeds everything first (same seed, same run), prints progress, evaluates on held-out
-data, saves the model (model.keras), the loss/metric curves (history.png) and a small JSON
-summary (results.json) in its output directory, and returns the summary as a dict.
+Each job seeds everything first (same seed, same run), prints progress, watches a validation
+set during training (the val_ curves: MNIST holds out the last tenth of its training digits,
+as Keras' validation_split does; the shapes jobs draw a validation part of their own),
+evaluates once at the end on a test set that training never saw, saves the model
+(model.keras), the loss/metric curves (history.png) and a small JSON summary (results.json)
+in its output directory, and returns the summary as a dict.
 """
 
 import json
@@ -45,12 +48,12 @@ def _halving_rmsprop(num_train, batch_size, every_epochs):
                                                           decay_rate=0.5))
 
 
-def _train_and_test(model, train, test, epochs, batch_size, verbose, metric, test_batch_size):
-    """fit on train = (x, y), with the held-out test = (x, y) shown beside the training curve
-    (it never steers training), then evaluate on it. Returns the history and the summary
-    fields: test_loss, test_<metric>, train_seconds, history."""
+def _train_and_test(model, train, validation, test, epochs, batch_size, verbose, metric, test_batch_size):
+    """fit on train = (x, y), with validation = (x, y), held out from training, shown beside
+    the training curve (it never steers training), then evaluate once on test = (x, y).
+    Returns the history and the summary fields: test_loss, test_<metric>, train_seconds, history."""
     start = time.perf_counter()
-    history = model.fit(*train, epochs=epochs, batch_size=batch_size, validation_data=test, verbose=verbose)
+    history = model.fit(*train, epochs=epochs, batch_size=batch_size, validation_data=validation, verbose=verbose)
     seconds = time.perf_counter() - start
     test_loss, test_value = model.evaluate(*test, batch_size=test_batch_size, verbose=0)
     if verbose:
@@ -76,49 +79,60 @@ def _finish(model, history, out, summary, verbose):
 
 
 def train_mnist(epochs=5, batch_size=64, device="cpu", out="convlab-runs/mnist", seed=0, verbose=1,
-                visualize=True, data_path=None):
+                visualize=True, data_path=None, validation_split=0.1):
     """The books' MNIST convnet (Conv 32/64/128, two max pools, Dense 10 softmax; 104,202
-    parameters) trained with rmsprop on 4,000 embedded real MNIST digits, tested on 1,000.
+    parameters) trained with rmsprop on the embedded real MNIST digits: of the 4,000 training
+    digits the last `validation_split` (400) are held out for validation and the rest (3,600)
+    train the model; the 1,000 test digits are used once, at the end.
 
     data_path: a directory with the four standard MNIST IDX files, to use instead (the full
-    60,000 / 10,000 split). visualize: also write the interpretation images (activation
-    grids, first-layer filters, filter patterns, Grad-CAM) for the first test digit.
+    60,000 / 10,000 split). Also writes digit.png, the first test digit (28x28 grayscale),
+    which `python -m convlab visualize` can read; visualize: also write the interpretation
+    images (activation grids, first-layer filters, filter patterns, Grad-CAM) of that digit.
     """
+    from . import viz
     from .datasets import mnist
 
     _prepare(out, seed, device)
+    if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
+            or not 0 < validation_split < 1:
+        raise ValueError(f"train_mnist: validation_split must be a number in (0, 1), got {validation_split!r}")
     (x_train, y_train), (x_test, y_test) = mnist.load_data(data_path)
+    digit_path = viz.write_png(x_test[0], os.path.join(out, "digit.png"))
     x_train = x_train.reshape(-1, 28, 28, 1).astype("float32") / 255
     x_test = x_test.reshape(-1, 28, 28, 1).astype("float32") / 255
+    split_at = int(len(x_train) * (1 - validation_split))  # Keras' validation_split: the last fraction
+    (x_train, x_validation), (y_train, y_validation) = np.split(x_train, [split_at]), np.split(y_train, [split_at])
     if verbose:
-        print(f"MNIST: {len(x_train)} training and {len(x_test)} test digits")
+        print(f"MNIST: {len(x_train)} training, {len(x_validation)} validation and {len(x_test)} test digits")
     model = applications.mnist_convnet()
     model.to(device)
     model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    history, results = _train_and_test(model, (x_train, y_train), (x_test, y_test), epochs, batch_size, verbose,
-                                       "accuracy", test_batch_size=256)
+    history, results = _train_and_test(model, (x_train, y_train), (x_validation, y_validation), (x_test, y_test),
+                                       epochs, batch_size, verbose, "accuracy", test_batch_size=256)
     summary = {"job": "mnist", "epochs": epochs, "batch_size": batch_size, "device": device, "seed": seed,
-               "train_samples": len(x_train), "test_samples": len(x_test), **results}
+               "train_samples": len(x_train), "validation_samples": len(x_validation),
+               "test_samples": len(x_test), "digit": digit_path, **results}
     summary = _finish(model, history, out, summary, verbose)
     if visualize:
-        from . import viz
-
         written = viz.visualize(model, x_test[0], os.path.join(out, "visualize"))
         summary["visualize"] = written
         if verbose:
-            print(f"wrote {len(written)} interpretation images to {os.path.join(out, 'visualize')}")
+            print(f"wrote {len(written)} interpretation images of {digit_path} to {os.path.join(out, 'visualize')}")
     return summary
 
 
-def _shapes(num_train, num_test, image_size, seed, verbose, min_size=0.2, max_size=0.6):
+def _shapes(num_train, num_validation, num_test, image_size, seed, verbose, min_size=0.2, max_size=0.6):
+    """(train, validation, test): three parts of the shapes dataset, each from its own seed stream."""
     from .datasets import shapes
 
-    train, test = shapes.load_data(num_train=num_train, num_test=num_test, image_size=image_size, seed=seed,
-                                   min_size=min_size, max_size=max_size)
+    options = dict(image_size=image_size, seed=seed, min_size=min_size, max_size=max_size)
+    train, test = shapes.load_data(num_train=num_train, num_test=num_test, **options)
+    validation = shapes.generate(num_validation, part="validation", **options)
     if verbose:
-        print(f"shapes: {len(train)} training and {len(test)} test images of {image_size}x{image_size} "
-              f"({', '.join(train.class_names)})")
-    return train, test
+        print(f"shapes: {len(train)} training, {len(validation)} validation and {len(test)} test images of "
+              f"{image_size}x{image_size} ({', '.join(train.class_names)})")
+    return train, validation, test
 
 
 def _mask_montage(images, masks, predicted, path):
@@ -155,7 +169,7 @@ def _grad_cam_montage(model, images, boxes, path, zoom=4):
 
 
 def train_segmentation(epochs=30, batch_size=32, device="cpu", out="convlab-runs/segmentation", seed=0, verbose=1,
-                       image_size=32, filters=(16, 32, 64), num_train=2000, num_test=200):
+                       image_size=32, filters=(16, 32, 64), num_train=2000, num_validation=200, num_test=200):
     """Listing 9.4's Conv2DTranspose segmentation net (three strided convs down, three
     transposed convs up, per-pixel softmax over foreground/background/contour) on the shapes
     trimaps, at image_size and stage widths `filters` (the book's are 200 and (64, 128, 256)).
@@ -166,20 +180,21 @@ def train_segmentation(epochs=30, batch_size=32, device="cpu", out="convlab-runs
     (PyTorch shows the same plateau with this architecture), hence the 30 epochs.
     """
     _prepare(out, seed, device)
-    train, test = _shapes(num_train, num_test, image_size, seed, verbose, min_size=0.3)
+    train, validation, test = _shapes(num_train, num_validation, num_test, image_size, seed, verbose, min_size=0.3)
     model = applications.segmentation_net(img_size=(image_size, image_size), num_classes=3, filters=filters)
     model.to(device)
     # rmsprop as in the book; the rate halves every 8 epochs so the last epochs settle
     # instead of swinging by a few points of IoU from one epoch to the next.
     model.compile(optimizer=_halving_rmsprop(len(train), batch_size, 8), loss="sparse_categorical_crossentropy",
                   metrics=[MeanIoU(num_classes=3, sparse_y_pred=False)])
-    history, results = _train_and_test(model, (train.images, train.masks), (test.images, test.masks), epochs,
-                                       batch_size, verbose, "mean_iou", test_batch_size=64)
+    history, results = _train_and_test(model, (train.images, train.masks), (validation.images, validation.masks),
+                                       (test.images, test.masks), epochs, batch_size, verbose, "mean_iou",
+                                       test_batch_size=64)
     predicted = model.predict(test.images[:6], batch_size=6).argmax(-1)
     _mask_montage(test.images[:6], test.masks[:6], predicted, os.path.join(out, "predictions.png"))
     summary = {"job": "segmentation", "epochs": epochs, "batch_size": batch_size, "device": device, "seed": seed,
                "image_size": image_size, "filters": list(filters), "train_samples": len(train),
-               "test_samples": len(test), **results}
+               "validation_samples": len(validation), "test_samples": len(test), **results}
     return _finish(model, history, out, summary, verbose)
 
 
@@ -193,7 +208,8 @@ def book_augmentation(seed=None):
 
 
 def train_xception(epochs=15, batch_size=32, device="cpu", out="convlab-runs/xception", seed=0, verbose=1,
-                   image_size=48, num_train=4000, num_test=300, augmentation=False, block_sizes=(32, 64, 128),
+                   image_size=48, num_train=4000, num_validation=300, num_test=300, augmentation=False,
+                   block_sizes=(32, 64, 128),
                    min_size=0.3, max_size=0.7, visualize=True):
     """The mini Xception (separable convs, batch norm, residual connections; the book's
     cats-vs-dogs model with a 3-class softmax head) on the shapes classification task.
@@ -211,7 +227,8 @@ def train_xception(epochs=15, batch_size=32, device="cpu", out="convlab-runs/xce
     1,500 images of 64x64 and 12 epochs reached 0.77 test accuracy.)
     """
     _prepare(out, seed, device)
-    train, test = _shapes(num_train, num_test, image_size, seed, verbose, min_size=min_size, max_size=max_size)
+    train, validation, test = _shapes(num_train, num_validation, num_test, image_size, seed, verbose,
+                                      min_size=min_size, max_size=max_size)
     model = applications.mini_xception(input_shape=(image_size, image_size, 3), num_classes=len(train.class_names),
                                        augmentation=book_augmentation() if augmentation else None,
                                        batch_norm_momentum=0.9, block_sizes=block_sizes)
@@ -222,11 +239,13 @@ def train_xception(epochs=15, batch_size=32, device="cpu", out="convlab-runs/xce
     # several epochs.
     model.compile(optimizer=_halving_rmsprop(len(train), batch_size, 4), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    history, results = _train_and_test(model, (train.images, train.labels), (test.images, test.labels), epochs,
-                                       batch_size, verbose, "accuracy", test_batch_size=64)
+    history, results = _train_and_test(model, (train.images, train.labels), (validation.images, validation.labels),
+                                       (test.images, test.labels), epochs, batch_size, verbose, "accuracy",
+                                       test_batch_size=64)
     summary = {"job": "xception", "epochs": epochs, "batch_size": batch_size, "device": device, "seed": seed,
                "image_size": image_size, "block_sizes": list(block_sizes), "min_size": min_size,
-               "max_size": max_size, "train_samples": len(train), "test_samples": len(test), **results}
+               "max_size": max_size, "train_samples": len(train), "validation_samples": len(validation),
+               "test_samples": len(test), **results}
     if visualize:
         summary["grad_cam"] = _grad_cam_montage(model, test.images[:8], test.boxes[:8],
                                                 os.path.join(out, "grad_cam.png"))

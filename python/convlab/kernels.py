@@ -55,6 +55,10 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+# Sizes, strides, dilations and paddings the native geometry accepts (common/geometry.h).
+_MAX_EXTENT = 2**31 - 1
+
+
 def _pair(value, name: str, op: str, minimum: int = 1) -> tuple[int, int]:
     """An int or a pair of ints, each >= minimum."""
     if _is_int(value):
@@ -63,8 +67,8 @@ def _pair(value, name: str, op: str, minimum: int = 1) -> tuple[int, int]:
         pair = (int(value[0]), int(value[1]))
     else:
         raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    if min(pair) < minimum:
-        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    if min(pair) < minimum or max(pair) > _MAX_EXTENT:
+        raise ValueError(f"{op}: {name} must be in [{minimum}, 2**31 - 1], got {value!r}")
     return pair
 
 

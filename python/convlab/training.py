@@ -22,6 +22,7 @@ when it knows it (convlab.data.image_dataset_from_directory returns one).
 import math
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from . import utils
-from .autograd import Tensor, _to_device, grad, no_grad
+from .autograd import Tensor, _to_device, array_module, grad, no_grad
 
 __all__ = ["TrainingMixin", "ProgressBar"]
 
@@ -58,6 +59,7 @@ class ProgressBar:
 
     @staticmethod
     def format_logs(logs):
+        """' - loss: 0.2134 - accuracy: 0.9375'; a NaN or infinite value shows as nan / inf."""
         return "".join(f" - {name}: {value:.4f}" for name, value in logs.items())
 
     def update(self, step, logs, samples):
@@ -112,6 +114,40 @@ def _host(value):
     return _to_device(value, "cpu") if hasattr(value, "__cuda_array_interface__") else np.asarray(value)
 
 
+def _int_argument(where, name, value, minimum):
+    """value as an int >= minimum. Integral floats (64.0) are taken; a string, a bool, NaN,
+    infinity or 2.5 is refused with an error that names the argument."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        number = int(value)
+    elif isinstance(value, (float, np.floating)) and math.isfinite(value) and value == int(value):
+        number = int(value)
+    else:
+        number = None
+    if number is None or number < minimum:
+        wanted = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{where}: {name} must be {wanted}, got {value!r}")
+    return number
+
+
+def _verbose_argument(where, verbose):
+    """'auto' (1), 0 (silent), 1 (a progress bar) or 2 (one line per epoch); False and True are 0 and 1."""
+    if verbose == "auto" and isinstance(verbose, str):
+        return 1
+    if not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1, 2):
+        raise ValueError(f"{where}: verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+    return int(verbose)
+
+
+def _non_finite(arrays):
+    """Whether any floating array in the list holds NaN or infinity (numpy or CuPy)."""
+    for array in arrays or []:
+        array = array.data if isinstance(array, Tensor) else array
+        dtype = getattr(array, "dtype", None)
+        if dtype is not None and dtype.kind in "fc" and not bool(array_module(array).isfinite(array).all()):
+            return True
+    return False
+
+
 class _ArrayBatches:
     """Batches of (lists of) arrays: one pass per iteration, in a fresh order per epoch when shuffled."""
 
@@ -159,6 +195,58 @@ class _DatasetBatches:
             else:
                 x, y = element, None
             yield _as_list(x), _as_list(y)
+
+
+class _StepBatches:
+    """`steps` batches a pass (Keras' steps_per_epoch, validation_steps, steps), read from one
+    iterator kept from pass to pass: an endless source (an ImageDataGenerator iterator, a
+    Python generator) goes on where the last pass stopped. A finite source that runs out ends
+    the pass early, with a warning, and the next pass starts it afresh; one with nothing
+    left at all (a spent generator) sets `ran_out`, and fit stops, as Keras does."""
+
+    def __init__(self, source, steps, where, argument):
+        self.source, self._steps, self.where, self.argument = source, steps, where, argument
+        self._iterator = None
+        self._pending = None  # a batch read ahead (to check the data before training)
+        self.ran_out = False
+        self._warned = False
+
+    @property
+    def steps(self):
+        return self._steps
+
+    def peek(self):
+        """The next batch, which the next pass still yields first (None when there is none)."""
+        if self._pending is None:
+            self._pending = self._next()
+        return self._pending
+
+    def _next(self):
+        if self._iterator is None:
+            self._iterator = iter(self.source)
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            self._iterator = None
+            return None
+
+    def __iter__(self):
+        for step in range(self._steps):
+            if self._pending is not None:
+                batch, self._pending = self._pending, None
+            else:
+                batch = self._next()
+            if batch is None and step == 0:
+                batch = self._next()  # a finite source that ended with the last pass: start it again
+            if batch is None:
+                self.ran_out = step == 0
+                if step and not self._warned:
+                    self._warned = True
+                    warnings.warn(f"{self.where}: the data ran out after {step} of {self.argument}={self._steps} "
+                                  f"batches; passes end early (give {self.argument}=None to read it whole)",
+                                  RuntimeWarning, stacklevel=3)
+                return
+            yield batch
 
 
 # --------------------------------------------------------------------------- the mixin
@@ -319,13 +407,16 @@ class TrainingMixin:
 
     # ---- checking data before training
 
-    def _check_arrays(self, what, xs, ys):
+    def _check_arrays(self, what, xs, ys, allow_empty=False):
         where = f"Model '{self.name}'.{what}"
         if len(xs) != len(self.inputs):
             raise ValueError(f"{where}: the model has {len(self.inputs)} inputs, got {len(xs)} input arrays")
         counts = {len(x) for x in xs}
         if len(counts) > 1:
             raise ValueError(f"{where}: the input arrays have different lengths {[len(x) for x in xs]}")
+        if not allow_empty and counts == {0}:
+            shapes = ", ".join(str(tuple(np.shape(x))) for x in xs)
+            raise ValueError(f"{where}: x is empty: 0 samples (shape {shapes}); {what.split()[0]} needs at least one")
         for index, (x, tensor) in enumerate(zip(xs, self.inputs)):
             self._check_input_array(where, index, np.shape(x), tensor)
         if ys is None:
@@ -355,8 +446,12 @@ class TrainingMixin:
             except ValueError as error:
                 raise ValueError(f"{where}: targets for output '{tensor.node.layer.name}': {error}") from None
 
-    def _batches(self, what, x, y, batch_size, shuffle, rng, need_y=True):
-        """A batch source for arrays (checked now) or a dataset (its first batch is checked now)."""
+    def _batches(self, what, x, y, batch_size, shuffle, rng, need_y=True, steps=None, steps_name="steps"):
+        """A batch source for arrays (checked now) or a dataset (its first batch is checked now).
+
+        steps: None for whole passes, or the number of batches of a pass (see _StepBatches),
+        which an iterator that is its own iterator (iter(x) is x) needs unless it has a len()
+        (Keras' iterators: the batches of an epoch)."""
         where = f"Model '{self.name}'.{what}"
         if x is None:
             raise ValueError(f"{where}: x is required")
@@ -365,41 +460,73 @@ class TrainingMixin:
             ys = None if y is None else [_as_array(v) for v in _as_list(y)]
             if need_y and ys is None:
                 raise ValueError(f"{where}: y is required with array inputs")
-            self._check_arrays(what, xs, ys)
-            if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
-                raise ValueError(f"{where}: batch_size must be a positive integer, got {batch_size!r}")
-            return _ArrayBatches(xs, ys, int(batch_size or 32), shuffle, rng), len(xs[0])
+            batch_size = 32 if batch_size is None else _int_argument(where, "batch_size", batch_size, 1)
+            self._check_arrays(what, xs, ys, allow_empty=not need_y)
+            batches = _ArrayBatches(xs, ys, batch_size, shuffle, rng)
+            if steps is not None:
+                return _StepBatches(batches, steps, where, steps_name), None
+            return batches, len(xs[0])
         if y is not None:
             raise ValueError(f"{where}: y must not be given when x is a dataset (it yields (x, y) batches)")
         if not hasattr(x, "__iter__"):
             raise TypeError(f"{where}: x must be an array, a list of arrays or an iterable dataset, "
                             f"got {type(x).__name__}")
-        if iter(x) is x:
-            raise TypeError(
-                f"{where}: x is a one-shot iterator (a generator, say), which can be read only once; pass a "
-                "dataset whose __iter__ starts a fresh pass each time (fit reads it once per epoch)"
-            )
+        if steps is None and iter(x) is x:
+            if not hasattr(x, "__len__"):
+                raise TypeError(
+                    f"{where}: x is a one-shot iterator (a generator, say), which can be read only once; pass a "
+                    f"dataset whose __iter__ starts a fresh pass each time (fit reads it once per epoch), or give "
+                    f"{steps_name}= to read that many batches from it a pass, as Keras does"
+                )
+            steps = len(x)  # Keras' endless iterators know the batches of their epoch
         batches = _DatasetBatches(x)
-        first = next(iter(batches), None)
+        if steps is not None:
+            batches = _StepBatches(batches, steps, where, steps_name)
+            first = batches.peek()
+        else:
+            first = next(iter(batches), None)
         if first is None:
             raise ValueError(f"{where}: the dataset yields no batches")
         xs, ys = first
         if need_y and ys is None:
             raise ValueError(f"{where}: the dataset must yield (x, y) batches")
-        self._check_arrays(what, [_host(v) for v in xs], None if ys is None else [_host(v) for v in ys])
+        self._check_arrays(what + " (the dataset's first batch)", [_host(v) for v in xs],
+                           None if ys is None else [_host(v) for v in ys])
         return batches, None
 
     # ---- fit / evaluate / predict
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, initial_epoch=0, validation_batch_size=None, validation_freq=1):
-        """Train for `epochs` epochs; returns a History (history.history["loss"], ["val_loss"], ...)."""
+            validation_data=None, shuffle=True, initial_epoch=0, validation_batch_size=None, validation_freq=1,
+            steps_per_epoch=None, validation_steps=None):
+        """Train for `epochs` epochs; returns a History (history.history["loss"], ["val_loss"], ...).
+
+        steps_per_epoch, validation_steps: as Keras, the number of batches of an epoch and of
+        each validation, read on from one iterator kept across epochs; what an endless source
+        (a Python generator, ImageDataGenerator's iterators) needs. Iterators with a len()
+        (ImageDataGenerator's) default to it.
+
+        Empty data is refused. Data holding NaN or infinity trains to NaN weights, as in
+        Keras: fit warns once, at the first batch that holds such values, the progress bar
+        shows the loss as nan, and callbacks=[convlab.callbacks.TerminateOnNaN()] stops at
+        the first NaN loss.
+        """
         self._require_compiled("fit")
         where = f"Model '{self.name}'.fit"
-        if int(epochs) != epochs or epochs < 0:
-            raise ValueError(f"{where}: epochs must be a non-negative integer, got {epochs!r}")
-        verbose = 1 if verbose == "auto" else int(verbose)
+        epochs = _int_argument(where, "epochs", epochs, 0)
+        initial_epoch = _int_argument(where, "initial_epoch", initial_epoch, 0)
+        validation_freq = _int_argument(where, "validation_freq", validation_freq, 1)
+        if validation_batch_size is not None:
+            validation_batch_size = _int_argument(where, "validation_batch_size", validation_batch_size, 1)
+        if steps_per_epoch is not None:
+            steps_per_epoch = _int_argument(where, "steps_per_epoch", steps_per_epoch, 1)
+        if validation_steps is not None:
+            validation_steps = _int_argument(where, "validation_steps", validation_steps, 1)
+        verbose = _verbose_argument(where, verbose)
         rng = np.random.default_rng(utils.derived_seed())
+        if validation_split is not None and (isinstance(validation_split, bool)
+                                             or not isinstance(validation_split, (int, float, np.number))):
+            raise ValueError(f"{where}: validation_split must be a number in [0, 1), got {validation_split!r}")
         if validation_split:
             if not 0 < validation_split < 1:
                 raise ValueError(f"{where}: validation_split must be in (0, 1), got {validation_split!r}")
@@ -410,28 +537,33 @@ class TrainingMixin:
                                  "(image_dataset_from_directory(..., validation_split=, subset=))")
             xs, ys = [_as_array(v) for v in _as_list(x)], [_as_array(v) for v in _as_list(y)] if y is not None else None
             count = len(xs[0])
+            if count == 0:
+                self._check_arrays("fit", xs, ys)  # refuses the empty x, naming it
             split_at = int(count * (1 - validation_split))  # Keras keeps the last fraction for validation
             if split_at in (0, count):
                 raise ValueError(f"{where}: validation_split={validation_split} leaves an empty training or "
                                  f"validation set for {count} samples")
             validation_data = ([v[split_at:] for v in xs], None if ys is None else [v[split_at:] for v in ys])
             x, y = [v[:split_at] for v in xs], None if ys is None else [v[:split_at] for v in ys]
-        train_batches, _ = self._batches("fit", x, y, batch_size, shuffle, rng)
+        train_batches, _ = self._batches("fit", x, y, batch_size, shuffle, rng, steps=steps_per_epoch,
+                                         steps_name="steps_per_epoch")
         validation = None
         if validation_data is not None:
             is_pair = isinstance(validation_data, tuple) and len(validation_data) in (2, 3)
             validation_x, validation_y = validation_data[:2] if is_pair else (validation_data, None)
             validation = self._batches("fit (validation_data)", validation_x, validation_y,
-                                       validation_batch_size or batch_size, False, rng)[0]
+                                       validation_batch_size or batch_size, False, rng, steps=validation_steps,
+                                       steps_name="validation_steps")[0]
 
         history = callbacks_module.History()
         steps = train_batches.steps
-        params = {"epochs": int(epochs), "steps": steps, "verbose": verbose}
+        params = {"epochs": epochs, "steps": steps, "verbose": verbose}
         callback_list = callbacks_module.CallbackList(list(callbacks or []) + [history], self, params)
         self.stop_training = False
         self.history = history
+        warned_non_finite = False
         callback_list.on_train_begin()
-        for epoch in range(int(initial_epoch), int(epochs)):
+        for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
             callback_list.on_epoch_begin(epoch)
             if verbose:
@@ -439,11 +571,20 @@ class TrainingMixin:
             progress = ProgressBar(steps, verbose)
             step = 0
             for step, (xs, ys) in enumerate(train_batches, start=1):
+                if not warned_non_finite:
+                    warned_non_finite = self._warn_if_non_finite(where, epoch, step, xs, ys)
                 callback_list.on_train_batch_begin(step - 1)
                 self._train_step(xs, ys)
                 logs = self._logs()
                 callback_list.on_train_batch_end(step - 1, logs)
                 progress.update(step, logs, len(xs[0]))
+                if self.stop_training:  # a callback (TerminateOnNaN, say) ends the epoch here, as in Keras
+                    break
+            if step == 0 and getattr(train_batches, "ran_out", False):
+                warnings.warn(f"{where}: the data ran out before epoch {epoch + 1}; training stops there, as in "
+                              f"Keras. Expected a source that yields steps_per_epoch * epochs = "
+                              f"{train_batches.steps} * {epochs} batches", RuntimeWarning, stacklevel=2)
+                break
             logs = self._logs()
             if validation is not None and (epoch + 1) % validation_freq == 0:
                 logs.update(self._run_evaluation(validation, callback_list, prefix="val_"))
@@ -453,6 +594,18 @@ class TrainingMixin:
                 break
         callback_list.on_train_end()
         return history
+
+    @staticmethod
+    def _warn_if_non_finite(where, epoch, step, xs, ys):
+        """Warn (once per fit: the caller stops asking) when a batch holds NaN or infinity."""
+        names = [name for name, arrays in (("x", xs), ("y", ys)) if _non_finite(arrays)]
+        if not names:
+            return False
+        warnings.warn(
+            f"{where}: batch {step} of epoch {epoch + 1} holds NaN or infinity in {' and '.join(names)}; the loss "
+            "and then the weights become NaN. Clean the data, or pass callbacks=[convlab.callbacks.TerminateOnNaN()] "
+            "to stop at the first NaN loss", RuntimeWarning, stacklevel=3)
+        return True
 
     def _run_evaluation(self, batches, callback_list, prefix="", progress=None):
         self._reset_metrics()
@@ -471,20 +624,27 @@ class TrainingMixin:
             progress.finish(step, logs)
         return logs
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", callbacks=None, return_dict=False):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", callbacks=None, return_dict=False,
+                 steps=None):
         """The loss and metrics over the data: a float (loss only), a list in the order of
-        metrics_names, or a dict with return_dict=True."""
+        metrics_names, or a dict with return_dict=True. steps: read only that many batches
+        (what an endless generator needs; see fit's steps_per_epoch)."""
         self._require_compiled("evaluate")
-        batches, _ = self._batches("evaluate", x, y, batch_size, False, None)
-        verbose = 1 if verbose == "auto" else int(verbose)
+        verbose = _verbose_argument(f"Model '{self.name}'.evaluate", verbose)
+        if steps is not None:
+            steps = _int_argument(f"Model '{self.name}'.evaluate", "steps", steps, 1)
+        batches, _ = self._batches("evaluate", x, y, batch_size, False, None, steps=steps)
         callback_list = callbacks_module.CallbackList(callbacks, self, {"verbose": verbose})
         logs = self._run_evaluation(batches, callback_list, progress=ProgressBar(batches.steps, verbose))
         return _result(logs, return_dict)
 
-    def predict(self, x, batch_size=None, verbose=0, callbacks=None):
+    def predict(self, x, batch_size=None, verbose=0, callbacks=None, steps=None):
         """The model's outputs for x, computed batch by batch without recording gradients;
-        only one batch of activations exists at a time, the results are gathered on the host."""
-        batches, count = self._batches("predict", x, None, batch_size, False, None, need_y=False)
+        only one batch of activations exists at a time, the results are gathered on the host.
+        steps: read only that many batches (what an endless generator needs)."""
+        if steps is not None:
+            steps = _int_argument(f"Model '{self.name}'.predict", "steps", steps, 1)
+        batches, count = self._batches("predict", x, None, batch_size, False, None, need_y=False, steps=steps)
         callback_list = callbacks_module.CallbackList(callbacks, self, {"verbose": verbose})
         callback_list.on_predict_begin()
         results = None
@@ -530,6 +690,50 @@ class TrainingMixin:
 
     def predict_on_batch(self, x):
         return self.predict(x, batch_size=len(_as_list(x)[0]))
+
+    # ---- Keras 1/2's generator methods (DLwP 1st edition), thin aliases
+
+    def fit_generator(self, generator, steps_per_epoch=None, epochs=1, verbose=1, callbacks=None,
+                      validation_data=None, validation_steps=None, validation_freq=1, class_weight=None,
+                      max_queue_size=10, workers=1, use_multiprocessing=False, shuffle=True, initial_epoch=0):
+        """Keras 2's fit_generator: fit(generator, steps_per_epoch=..., ...), with a warning once.
+        max_queue_size, workers and use_multiprocessing only set how Keras read ahead; they are
+        ignored. class_weight is not supported."""
+        _warn_generator_method("fit_generator", "fit")
+        _no_class_weight(f"Model '{self.name}'.fit_generator", class_weight)
+        return self.fit(generator, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                        validation_data=validation_data, shuffle=shuffle, initial_epoch=initial_epoch,
+                        validation_freq=validation_freq, steps_per_epoch=steps_per_epoch,
+                        validation_steps=validation_steps)
+
+    def evaluate_generator(self, generator, steps=None, callbacks=None, max_queue_size=10, workers=1,
+                           use_multiprocessing=False, verbose=0):
+        """Keras 2's evaluate_generator: evaluate(generator, steps=...), with a warning once."""
+        _warn_generator_method("evaluate_generator", "evaluate")
+        return self.evaluate(generator, steps=steps, callbacks=callbacks, verbose=verbose)
+
+    def predict_generator(self, generator, steps=None, callbacks=None, max_queue_size=10, workers=1,
+                          use_multiprocessing=False, verbose=0):
+        """Keras 2's predict_generator: predict(generator, steps=...), with a warning once."""
+        _warn_generator_method("predict_generator", "predict")
+        return self.predict(generator, steps=steps, callbacks=callbacks, verbose=verbose)
+
+
+_warned_generator_methods = set()
+
+
+def _warn_generator_method(old, new):
+    """One warning per process and method: the book's code runs, and says what to write today."""
+    if old not in _warned_generator_methods:
+        _warned_generator_methods.add(old)
+        warnings.warn(f"Model.{old} is deprecated: Model.{new} takes generators and iterators, with the same "
+                      f"arguments; write model.{new}(...) instead", UserWarning, stacklevel=3)
+
+
+def _no_class_weight(where, class_weight):
+    if class_weight is not None:
+        raise ValueError(f"{where}: class_weight is not supported by convlab's fit, got {class_weight!r}; "
+                         f"expected None")
 
 
 def _result(logs, return_dict):

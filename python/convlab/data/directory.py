@@ -206,12 +206,12 @@ def _resize_filter(interpolation):
     return _RESIZE_METHODS[interpolation]
 
 
-def _valid_files(directory, follow_links):
+def _valid_files(directory, follow_links, formats=ALLOWED_FORMATS):
     """Image files under `directory`, walked recursively, folders and names sorted (as Keras)."""
     found = []
     for root, _, files in sorted(os.walk(directory, followlinks=follow_links), key=lambda entry: entry[0]):
         for name in sorted(files):
-            if name.lower().endswith(ALLOWED_FORMATS):
+            if name.lower().endswith(formats):
                 found.append(os.path.join(root, name))
     return found
 

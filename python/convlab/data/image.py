@@ -1,9 +1,9 @@
 """Image files to arrays and back, with pillow (Keras' keras.utils image functions).
 
     load_img(path, color_mode="rgb", target_size=None, interpolation="nearest")  -> PIL image
-    img_to_array(img, data_format=None, dtype="float32")                       -> (h, w, c) array
-    array_to_img(x, data_format=None, scale=True, dtype="float32")             -> PIL image
-    save_img(path, x, data_format=None, file_format=None, scale=True)          writes a file
+    img_to_array(img, data_format=None, dtype="float32", bgr=False)            -> (h, w, c) array
+    array_to_img(x, data_format=None, scale=True, dtype="float32", bgr=False)  -> PIL image
+    save_img(path, x, data_format=None, file_format=None, scale=True, bgr=False)  writes a file
 
 Arrays are channels last, (height, width, channels), as everywhere in convlab; a grayscale
 image is (h, w, 1). `target_size` is (height, width), as in Keras, although pillow itself
@@ -18,14 +18,23 @@ and then converts to uint8 by truncation (numpy's astype), so a value that lands
 
 save_img is atomic: the picture is written to a temporary file in the destination folder
 and renamed over `path`, so a reader sees the old file or the new one, never half of one.
+
+OpenCV. cv2.imread returns a uint8 array (height, width, 3) in BGR order (BGRA with 4
+channels, (height, width) for grayscale). img_to_array takes all three as they are;
+array_to_img and save_img the colour ones (a grayscale one as gray[:, :, None], as in
+Keras). bgr=True reverses the order of the first three channels (BGR <-> RGB), so
+`array_to_img(cv2.imread(path), bgr=True)` shows the right colours, and
+`img_to_array(load_img(path), bgr=True)` gives the BGR array cv2 would have read. OpenCV
+itself is never imported.
 """
 
 import io
 import os
+import re
 import warnings
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .._atomic import atomic_write
 
@@ -112,13 +121,35 @@ def _resize(img, target_size, resample, keep_aspect_ratio):
     return img
 
 
-def _open_decoded(path):
-    """Open `path` with pillow and decode its pixels now (the file is closed on return)."""
+def _decode(data, source, what="load_img"):
+    """Pillow's image from the bytes of a file, decoded now. `source` names the file in the
+    errors: one line that says what is wrong with which file (not an image, truncated)."""
+    try:
+        img = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"{what}: {source} is not an image file pillow can read ({len(data)} bytes; "
+                         f"pillow says: {_reason(error)})") from None
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"{what}: {source} is refused by pillow as a decompression bomb: {error}") from None
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ValueError(f"{what}: {source} is a truncated or corrupt {img.format} image ({len(data)} bytes; "
+                         f"pillow says: {_reason(error)})") from None
+    return img
+
+
+def _reason(error):
+    """Pillow's message without the in-memory object it sometimes names (<_io.BytesIO object at 0x...>)."""
+    text = " ".join(str(error).split())
+    return re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", text) or type(error).__name__
+
+
+def _open_decoded(path, what="load_img"):
+    """Open the file at `path` with pillow and decode its pixels now (the file is closed on return)."""
     with open(path, "rb") as file:
         data = file.read()
-    img = Image.open(io.BytesIO(data))
-    img.load()
-    return img
+    return _decode(data, f"{path!r}", what)
 
 
 def load_img(path, color_mode="rgb", target_size=None, interpolation="nearest", keep_aspect_ratio=False):
@@ -137,8 +168,8 @@ def load_img(path, color_mode="rgb", target_size=None, interpolation="nearest", 
     if target_size is not None:
         target_size = _check_size(target_size, "target_size")
     if hasattr(path, "read"):
-        img = Image.open(io.BytesIO(path.read()))
-        img.load()
+        name = getattr(path, "name", None)
+        img = _decode(path.read(), f"the file object {name!r}" if isinstance(name, str) else "the file object")
     else:
         try:
             path = os.fspath(path)
@@ -153,10 +184,21 @@ def load_img(path, color_mode="rgb", target_size=None, interpolation="nearest", 
     return img
 
 
-def img_to_array(img, data_format=None, dtype="float32"):
-    """A PIL image as a numpy array: (h, w, c) for channels_last, (c, h, w) for channels_first.
+def _flip_channels(x, bgr, where):
+    """x (h, w, c) with its first three channels reversed when bgr is True (BGR <-> RGB)."""
+    if not isinstance(bgr, (bool, np.bool_)):
+        raise ValueError(f"{where}: bgr must be True or False, got {bgr!r}")
+    if bgr and x.shape[2] in (3, 4):
+        x = np.concatenate([x[:, :, 2::-1], x[:, :, 3:]], axis=2)
+    return x
 
-    A single-band image (grayscale) gets a channel axis of 1.
+
+def img_to_array(img, data_format=None, dtype="float32", bgr=False):
+    """A PIL image (or an array, such as cv2.imread's) as a numpy array: (h, w, c) for
+    channels_last, (c, h, w) for channels_first.
+
+    A single-band image (grayscale) gets a channel axis of 1. bgr=True reverses the first
+    three channels (BGR <-> RGB; see the module docstring).
     """
     data_format = _check_data_format(data_format)
     x = np.array(img, dtype=dtype)
@@ -165,17 +207,19 @@ def img_to_array(img, data_format=None, dtype="float32"):
     elif x.ndim != 3:
         raise ValueError(f"img must be an image of rank 2 or 3 (height, width[, channels]), "
                          f"got an array of shape {x.shape}")
+    x = _flip_channels(x, bgr, "img_to_array")
     if data_format == "channels_first":
         x = np.ascontiguousarray(x.transpose(2, 0, 1))
     return x
 
 
-def array_to_img(x, data_format=None, scale=True, dtype="float32"):
+def array_to_img(x, data_format=None, scale=True, dtype="float32", bgr=False):
     """A (h, w, c) array (c = 1, 3 or 4) as a PIL image (L, RGB or RGBA).
 
     scale=True maps min(x)..max(x) onto 0..255 (see the module docstring); scale=False
     expects values already in 0..255. One channel with values above 255 (scale=False)
-    gives a 32-bit integer image (mode "I"), as in Keras.
+    gives a 32-bit integer image (mode "I"), as in Keras. bgr=True: x is in BGR (BGRA)
+    order, as cv2.imread returns it.
     """
     data_format = _check_data_format(data_format)
     x = np.asarray(x)
@@ -191,6 +235,7 @@ def array_to_img(x, data_format=None, scale=True, dtype="float32"):
     if channels not in (1, 3, 4):
         raise ValueError(f"x must have 1, 3 or 4 channels (last axis for {data_format}), "
                          f"got {channels} in an array of shape {x.shape}")
+    x = _flip_channels(x, bgr, "array_to_img")
     if scale:
         x = x - np.min(x)
         x_max = np.max(x)
@@ -225,8 +270,10 @@ def _format_for(path, file_format):
     return formats[extension]
 
 
-def save_img(path, x, data_format=None, file_format=None, scale=True, **kwargs):
+def save_img(path, x, data_format=None, file_format=None, scale=True, bgr=False, **kwargs):
     """Write the array `x` (see array_to_img) as an image file at `path`, atomically.
+
+    bgr=True: x is in BGR (BGRA) order, as cv2.imread returns it; the file gets the right colours.
 
     file_format: a pillow format name ("png", "jpeg", ...) or None to infer it from the
         extension of `path`. Extra keyword arguments go to PIL.Image.save (e.g. quality=95).
@@ -237,7 +284,7 @@ def save_img(path, x, data_format=None, file_format=None, scale=True, **kwargs):
     except TypeError:
         raise TypeError(f"path must be a file path, got {type(path).__name__}") from None
     fmt = _format_for(path, file_format)
-    img = array_to_img(x, data_format=data_format, scale=scale)
+    img = array_to_img(x, data_format=data_format, scale=scale, bgr=bgr)
     if img.mode == "RGBA" and fmt == "JPEG":
         warnings.warn("save_img: JPEG has no alpha channel; the image is saved as RGB", stacklevel=2)
         img = img.convert("RGB")

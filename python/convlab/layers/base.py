@@ -18,7 +18,23 @@ from .. import initializers, utils
 from ..autograd import Tensor, Variable, _to_device, default_device, no_grad
 from ..ops import math as math_ops
 
-__all__ = ["Layer", "KerasTensor", "Node"]
+__all__ = ["Layer", "KerasTensor", "Node", "check_int", "is_int", "MAX_INT"]
+
+# The kernels' geometry (csrc/common) holds sizes, strides and counts in 32-bit ints: a layer
+# refuses anything larger in its constructor, before it could reach the native binding.
+MAX_INT = 2**31 - 1
+
+
+def is_int(value):
+    """A Python or numpy integer, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_int(value, name, layer, minimum=1):
+    """An int in [minimum, 2**31 - 1] as a Python int; errors name the argument and the layer."""
+    if not is_int(value) or not minimum <= value <= MAX_INT:
+        raise ValueError(f"{layer}: {name} must be an int in [{minimum}, {MAX_INT}], got {value!r}")
+    return int(value)
 
 
 def flatten(structure):
@@ -219,16 +235,32 @@ class Layer:
                 f"{self._describe()}: set_weights got {len(weights)} arrays, expected {len(mine)} "
                 f"({expected})" + ("" if mine or self.built else "; the layer is not built yet")
             )
+        weights = [value.data if isinstance(value, Tensor) else value for value in weights]
         for variable, value in zip(mine, weights):
-            value = value.data if isinstance(value, Tensor) else value
             shape = tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
             if shape != variable.shape:
                 raise ValueError(
                     f"{self._describe()}: set_weights: weight '{variable.name}' has shape "
                     f"{variable.shape}, got an array of shape {shape}"
                 )
+        self.check_weight_values({id(variable): value for variable, value in zip(mine, weights)})
         for variable, value in zip(mine, weights):
             variable.assign(value)
+
+    def check_weight_values(self, values):
+        """Refuse values that no training could produce and that would make the layer compute
+        nonsense (a negative variance, say), before any weight is changed.
+
+        values: {id(variable): array} for some of this layer's weights (set_weights and
+        load_model pass every one). Each layer checks its own (`check_own_weight_values`),
+        then its sublayers theirs; errors are ValueErrors that name the layer and the weight.
+        """
+        self.check_own_weight_values(values)
+        for layer in self._sublayers:
+            layer.check_weight_values(values)
+
+    def check_own_weight_values(self, values):
+        """Override to check this layer's own weights (see check_weight_values); the default accepts any."""
 
     def count_params(self):
         if not self.built:

@@ -7,21 +7,23 @@ kernels can never disagree about a size.
 """
 
 from .. import activations, initializers, kernels, ops
-from .base import Layer
+from .base import MAX_INT, Layer, check_int, is_int
 
 __all__ = ["Conv2D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "normalize_tuple", "normalize_padding",
            "spatial_output_shape"]
 
-
-def normalize_tuple(value, name, layer):
-    """An int or a pair of positive ints -> (int, int); errors name the argument and layer."""
-    try:
-        pair = (int(value),) * 2 if isinstance(value, int) else tuple(int(v) for v in value)
-    except (TypeError, ValueError):
-        pair = ()
-    if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(f"{layer}: {name} must be a positive int or a pair of them, got {value!r}")
-    return pair
+def normalize_tuple(value, name, layer, minimum=1):
+    """An int or a pair of ints, each in [minimum, 2**31 - 1] -> (int, int); errors name the
+    argument and the layer (floats and bools are refused, as Keras refuses them)."""
+    if is_int(value):
+        pair = (value, value)
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
+        pair = tuple(value)
+    else:
+        pair = None
+    if pair is None or not all(minimum <= v <= MAX_INT for v in pair):
+        raise ValueError(f"{layer}: {name} must be an int in [{minimum}, {MAX_INT}] or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
 
 
 def normalize_padding(value, layer):
@@ -50,9 +52,7 @@ class _Conv(Layer):
                  activation=None, use_bias=True, bias_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
         where = self._describe()
-        if filters is not None and (not isinstance(filters, int) or filters < 1):
-            raise ValueError(f"{where}: filters must be a positive int, got {filters!r}")
-        self.filters = filters
+        self.filters = None if filters is None else check_int(filters, "filters", where)
         self.kernel_size = normalize_tuple(kernel_size, "kernel_size", where)
         self.strides = normalize_tuple(strides, "strides", where)
         self.padding = normalize_padding(padding, where)
@@ -77,6 +77,7 @@ class _Conv(Layer):
     def build(self, input_shape):
         if input_shape[-1] is None:
             raise ValueError(f"{self._describe()}: the channel axis of the input must be known, got {input_shape}")
+        self.compute_output_shape(input_shape)  # a window larger than the input fails here, before any allocation
         self._last_axis = input_shape[-1]
         self.build_kernels(input_shape[-1])
         self.bias = (self.add_weight("bias", (self.output_channels(input_shape[-1]),), self.bias_initializer)
@@ -120,8 +121,8 @@ class Conv2DTranspose(_Conv):
         super().__init__(filters, kernel_size, strides, padding, dilation_rate, activation, use_bias,
                          bias_initializer, **kwargs)
         if output_padding is not None:
-            output_padding = (output_padding,) * 2 if isinstance(output_padding, int) else tuple(output_padding)
-            if any(not 0 <= p < s for p, s in zip(output_padding, self.strides)):
+            output_padding = normalize_tuple(output_padding, "output_padding", self._describe(), minimum=0)
+            if any(not p < s for p, s in zip(output_padding, self.strides)):
                 raise ValueError(
                     f"{self._describe()}: output_padding {output_padding} must be >= 0 and smaller than "
                     f"strides {self.strides}"
@@ -155,9 +156,7 @@ class DepthwiseConv2D(_Conv):
                  **kwargs):
         super().__init__(None, kernel_size, strides, padding, dilation_rate, activation, use_bias,
                          bias_initializer, **kwargs)
-        if not isinstance(depth_multiplier, int) or depth_multiplier < 1:
-            raise ValueError(f"{self._describe()}: depth_multiplier must be a positive int, got {depth_multiplier!r}")
-        self.depth_multiplier = depth_multiplier
+        self.depth_multiplier = check_int(depth_multiplier, "depth_multiplier", self._describe())
         self.depthwise_initializer = initializers.get(depthwise_initializer)
 
     def output_channels(self, in_channels):
@@ -185,9 +184,7 @@ class SeparableConv2D(_Conv):
                  pointwise_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
         super().__init__(filters, kernel_size, strides, padding, dilation_rate, activation, use_bias,
                          bias_initializer, **kwargs)
-        if not isinstance(depth_multiplier, int) or depth_multiplier < 1:
-            raise ValueError(f"{self._describe()}: depth_multiplier must be a positive int, got {depth_multiplier!r}")
-        self.depth_multiplier = depth_multiplier
+        self.depth_multiplier = check_int(depth_multiplier, "depth_multiplier", self._describe())
         self.depthwise_initializer = initializers.get(depthwise_initializer)
         self.pointwise_initializer = initializers.get(pointwise_initializer)
 

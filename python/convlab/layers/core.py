@@ -1,13 +1,13 @@
-"""Dense, Activation, Flatten, Dropout, Rescaling, ZeroPadding2D and Lambda."""
+"""Dense, Activation, ReLU, Flatten, Dropout, Rescaling, ZeroPadding2D and Lambda."""
 
 import math
 
 import numpy as np
 
 from .. import activations, initializers, ops, utils
-from .base import Layer
+from .base import MAX_INT, Layer, check_int, is_int
 
-__all__ = ["Dense", "Activation", "Flatten", "Dropout", "Rescaling", "ZeroPadding2D", "Lambda"]
+__all__ = ["Dense", "Activation", "ReLU", "Flatten", "Dropout", "Rescaling", "ZeroPadding2D", "Lambda"]
 
 
 class Dense(Layer):
@@ -20,9 +20,7 @@ class Dense(Layer):
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(units, int) or units < 1:
-            raise ValueError(f"{self._describe()}: units must be a positive int, got {units!r}")
-        self.units = units
+        self.units = check_int(units, "units", self._describe())
         self.activation = activations.get(activation)
         self.use_bias = use_bias
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -65,6 +63,42 @@ class Activation(Layer):
         return dict(super().get_config(), activation=activations.serialize(self.activation))
 
 
+class ReLU(Layer):
+    """Keras' ReLU layer: x for x > 0, negative_slope * x below, capped at max_value.
+
+    ReLU(6.0) is MobileNet's ReLU6, min(max(x, 0), 6) (ops.relu6); other settings are built
+    from relu and maximum: the gradient is 1 where the output is x, negative_slope below zero
+    and 0 above the cap.
+    """
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if max_value is not None and not max_value >= 0:
+            raise ValueError(f"{self._describe()}: max_value must be None or >= 0, got {max_value!r}")
+        if not negative_slope >= 0:
+            raise ValueError(f"{self._describe()}: negative_slope must be >= 0, got {negative_slope!r}")
+        if threshold != 0:
+            raise ValueError(f"{self._describe()}: only threshold=0 is supported, got {threshold!r}")
+        self.max_value, self.negative_slope, self.threshold = max_value, negative_slope, threshold
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def call(self, inputs):
+        if self.max_value == 6 and not self.negative_slope:
+            return ops.relu6(inputs)
+        y = ops.relu(inputs)
+        if self.negative_slope:
+            y = y - ops.relu(-inputs) * self.negative_slope
+        if self.max_value is not None:  # min(y, cap) = -max(-y, -cap)
+            y = -ops.maximum(-y, -float(self.max_value))
+        return y
+
+    def get_config(self):
+        return dict(super().get_config(), max_value=self.max_value, negative_slope=self.negative_slope,
+                    threshold=self.threshold)
+
+
 class Flatten(Layer):
     """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...)."""
 
@@ -84,8 +118,8 @@ class Dropout(Layer):
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not 0 <= rate < 1:
-            raise ValueError(f"{self._describe()}: rate must be in [0, 1), got {rate!r}")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)) or not 0 <= rate < 1:
+            raise ValueError(f"{self._describe()}: rate must be a number in [0, 1), got {rate!r}")
         self.rate, self.noise_shape, self.seed = rate, noise_shape, seed
         # A generator of its own: successive calls draw fresh masks, and a seed repeats them.
         self._generator = utils.generator(seed if seed is not None else utils.derived_seed())
@@ -136,22 +170,22 @@ class ZeroPadding2D(Layer):
 
     def _normalize(self, padding):
         try:
-            if isinstance(padding, int):
+            if is_int(padding):
                 result = ((padding, padding), (padding, padding))
-            elif all(isinstance(p, int) for p in padding):
+            elif all(is_int(p) for p in padding):
                 (h, w) = padding
                 result = ((h, h), (w, w))
             else:
                 (top, bottom), (left, right) = padding
-                result = ((int(top), int(bottom)), (int(left), int(right)))
+                result = ((top, bottom), (left, right))
         except (TypeError, ValueError):
             result = None
-        if result is None or min(min(p) for p in result) < 0:
+        if result is None or not all(is_int(p) and 0 <= p <= MAX_INT for pair in result for p in pair):
             raise ValueError(
                 f"{self._describe()}: padding must be an int, (symmetric_height, symmetric_width) or "
-                f"((top, bottom), (left, right)) of non-negative ints, got {padding!r}"
+                f"((top, bottom), (left, right)) of ints in [0, {MAX_INT}], got {padding!r}"
             )
-        return result
+        return tuple((int(a), int(b)) for a, b in result)
 
     def compute_output_shape(self, input_shape):
         (top, bottom), (left, right) = self.padding

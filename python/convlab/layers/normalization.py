@@ -5,9 +5,16 @@ training=True:  normalize with the batch's mean and (biased) variance and move t
 training=False: normalize with the moving statistics (inference).
 trainable=False (a frozen layer, e.g. in fine-tuning) always runs in inference mode and
 never updates its statistics, whatever `training` says (Keras >= 2.1 behaviour).
+
+A moving variance is a variance: set_weights and load_model refuse one below 0 (or NaN), in
+any channel, since inference would divide by the square root of a negative number and
+return NaN everywhere.
 """
 
+import numpy as np
+
 from .. import initializers, ops
+from ..autograd import _to_device
 from .base import Layer
 
 __all__ = ["BatchNormalization"]
@@ -44,6 +51,19 @@ class BatchNormalization(Layer):
         self.moving_mean = self.add_weight("moving_mean", (channels,), self.moving_mean_initializer, trainable=False)
         self.moving_variance = self.add_weight("moving_variance", (channels,), self.moving_variance_initializer,
                                                trainable=False)
+
+    def check_own_weight_values(self, values):
+        if not self.built or id(self.moving_variance) not in values:
+            return
+        variance = np.asarray(_to_device(values[id(self.moving_variance)], "cpu"), dtype=np.float64).reshape(-1)
+        bad = np.flatnonzero(~(variance >= 0))  # negative or NaN
+        if bad.size:
+            channel = int(bad[0])
+            raise ValueError(
+                f"{self._describe()}: moving_variance must be >= 0 in every channel (it is a variance), got "
+                f"{float(variance[channel])} in channel {channel}" + (f" and {bad.size - 1} more channel(s)"
+                                                                 if bad.size > 1 else "")
+            )
 
     def compute_output_shape(self, input_shape):
         return input_shape

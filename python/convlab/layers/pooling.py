@@ -1,10 +1,11 @@
-"""MaxPooling2D, AveragePooling2D (strides default to pool_size) and GlobalAveragePooling2D."""
+"""MaxPooling2D, AveragePooling2D (strides default to pool_size), GlobalAveragePooling2D and
+GlobalMaxPooling2D."""
 
 from .. import kernels, ops
 from .base import Layer
 from .convolutional import normalize_padding, normalize_tuple, spatial_output_shape
 
-__all__ = ["MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D"]
+__all__ = ["MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D"]
 
 
 class _Pooling2D(Layer):
@@ -63,3 +64,11 @@ class GlobalAveragePooling2D(Layer):
 
     def get_config(self):
         return dict(super().get_config(), keepdims=self.keepdims)
+
+
+class GlobalMaxPooling2D(GlobalAveragePooling2D):
+    """The maximum of each channel over height and width: (N, H, W, C) -> (N, C).
+    Ties share the gradient equally (ops.max)."""
+
+    def call(self, inputs):
+        return ops.max(inputs, axis=(1, 2), keepdims=self.keepdims)

@@ -16,6 +16,13 @@ For a (h, w, c) activation the grid has n_rows = ceil(c / images_per_row) rows a
 ((h + 1) * n_rows - 1) by (images_per_row * (w + 1) - 1) pixels; channels that are all
 zero (dead ReLUs) stay black. A channel that is constant but not zero has std 0: it is
 not divided (the book would divide by zero) and shows as mid-gray 128.
+
+That grid is what activation_grid returns. The PNG it writes is made to be read without
+zooming: each channel enlarged by nearest neighbour, by the whole factor that makes its
+longer side at least png_tile_size pixels (64: a 26 x 26 map becomes 78 x 78, a 3 x 3 one
+66 x 66), with 2-pixel white separators between channels and white in the empty places
+(so a dead, black channel still shows as a tile), images_per_row to a row (or all of
+them, when there are fewer), under a strip titled with the layer name.
 """
 
 import math
@@ -27,7 +34,7 @@ from ..autograd import no_grad
 from ..layers import (AveragePooling2D, Conv2D, Conv2DTranspose, DepthwiseConv2D, MaxPooling2D,
                       SeparableConv2D)
 from ..models import Model
-from .images import model_batch, model_input, png_name, titled, to_numpy, write_png
+from .images import model_batch, model_input, png_name, tile_picture, tile_scale, titled, to_numpy, write_png
 
 __all__ = ["CONV_LAYER_TYPES", "POOLING_LAYER_TYPES", "default_activation_layer_names", "activation_model",
            "activation_grid", "activation_grids"]
@@ -81,16 +88,19 @@ def activation_model(model, layer_names=None):
     return Model(model.inputs, outputs, name=f"{model.name}_activations")
 
 
-def activation_grid(activations, images_per_row=16, layer_name=None, path=None):
+def activation_grid(activations, images_per_row=16, layer_name=None, path=None, png_tile_size=64):
     """The book's grid of one layer's channels for ONE image, as a uint8 array (see the module doc).
 
     activations: (1, h, w, c) or (h, w, c) (array, CuPy array or Tensor). With `path`, also
-    writes a PNG: the grid under a strip titled with layer_name (the returned array is the
-    grid alone).
+    writes a PNG: the channels enlarged to at least png_tile_size pixels, with separators,
+    under a strip titled with layer_name (see the module doc; the returned array is the
+    book's grid, whatever png_tile_size).
     """
     where = f"activation_grid (layer {layer_name!r})" if layer_name else "activation_grid"
     if not isinstance(images_per_row, (int, np.integer)) or isinstance(images_per_row, bool) or images_per_row < 1:
         raise ValueError(f"{where}: images_per_row must be a positive int, got {images_per_row!r}")
+    if not isinstance(png_tile_size, (int, np.integer)) or isinstance(png_tile_size, bool) or png_tile_size < 1:
+        raise ValueError(f"{where}: png_tile_size must be a positive int, got {png_tile_size!r}")
     array = to_numpy(activations, "activations")
     if array.ndim == 4 and array.shape[0] == 1:
         array = array[0]
@@ -104,6 +114,7 @@ def activation_grid(activations, images_per_row=16, layer_name=None, path=None):
         raise ValueError(f"{where}: activations contain NaN or infinity")
     height, width, channels = array.shape
     n_rows = math.ceil(channels / images_per_row)
+    cells = np.zeros((channels, height, width), dtype=np.uint8)
     grid = np.zeros(((height + 1) * n_rows - 1, images_per_row * (width + 1) - 1), dtype=np.uint8)
     for index in range(channels):
         channel = array[:, :, index]
@@ -113,15 +124,17 @@ def activation_grid(activations, images_per_row=16, layer_name=None, path=None):
             if std > 0:
                 channel = channel / std
             channel = channel * 64 + 128
+        cells[index] = np.clip(channel, 0, 255).astype(np.uint8)
         row, column = divmod(index, images_per_row)
         top, left = row * (height + 1), column * (width + 1)
-        grid[top:top + height, left:left + width] = np.clip(channel, 0, 255).astype(np.uint8)
+        grid[top:top + height, left:left + width] = cells[index]
     if path is not None:
-        write_png(titled(grid, layer_name) if layer_name else grid, path)
+        picture = tile_picture(cells, min(images_per_row, channels), tile_scale(height, width, png_tile_size))
+        write_png(titled(picture, layer_name) if layer_name else picture, path)
     return grid
 
 
-def activation_grids(model, image, layer_names=None, out_dir=None, images_per_row=16):
+def activation_grids(model, image, layer_names=None, out_dir=None, images_per_row=16, png_tile_size=64):
     """{layer name: activation_grid} for one image; with out_dir, one PNG per layer, named
     after the layer (`<layer name>.png`) and titled with it."""
     extractor = activation_model(model, layer_names)
@@ -131,5 +144,5 @@ def activation_grids(model, image, layer_names=None, out_dir=None, images_per_ro
     grids = {}
     for name, output in zip(names, outputs):
         path = None if out_dir is None else os.path.join(out_dir, png_name(name))
-        grids[name] = activation_grid(output, images_per_row, layer_name=name, path=path)
+        grids[name] = activation_grid(output, images_per_row, layer_name=name, path=path, png_tile_size=png_tile_size)
     return grids

@@ -10,12 +10,12 @@ visualize writes
 class score.)
 """
 
-import argparse
 import os
 import warnings
 
 import numpy as np
 
+from .._command_line import ArgumentParser
 from .activations import CONV_LAYER_TYPES, activation_grids, activation_model
 from .filters import feature_extractor, filter_patterns_grid, filter_weights_grid
 from .gradcam import find_last_conv_layer, grad_cam, overlay_heatmap
@@ -105,7 +105,7 @@ def visualize(model, image, out_dir, layer_name=None, last_conv_layer_name=None,
 
 
 def build_parser(prog="python -m convlab visualize"):
-    parser = argparse.ArgumentParser(prog=prog, description="Write activation grids, filter weights and patterns, "
+    parser = ArgumentParser(prog=prog, description="Write activation grids, filter weights and patterns, "
                                                             "and a Grad-CAM overlay of a saved model on an image.")
     parser.add_argument("model_file", help="a model saved by convlab (Model.save)")
     parser.add_argument("image", help="an image file (read in the model's colour mode and size)")
@@ -125,7 +125,14 @@ def build_parser(prog="python -m convlab visualize"):
 
 def main(argv=None, prog="python -m convlab visualize"):
     """Parse the visualize command line, load the model, write the PNGs; print their paths."""
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if args.patterns < 1:
+        parser.error(f"--patterns must be >= 1, got {args.patterns}")
+    if args.iterations < 0:
+        parser.error(f"--iterations must be >= 0, got {args.iterations}")
+    if args.rescale is not None and not (np.isfinite(args.rescale) and args.rescale > 0):
+        parser.error(f"--rescale must be a finite number > 0, got {args.rescale}")
     from .. import models
 
     model = models.load_model(args.model_file, compile=False)

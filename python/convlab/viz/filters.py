@@ -2,9 +2,15 @@
 input pattern each responds to most.
 
 filter_weights_grid: the kernel (kh, kw, cin, cout) of a conv layer, normalized over the
-whole kernel to (w - min) / (max - min), one row per filter and one column per input
-channel, each cell a kh x kw picture, cells separated by 1-pixel white gaps (value 1):
-the grid is (cout * (kh + 1) - 1) by (cin * (kw + 1) - 1).
+whole kernel to (w - min) / (max - min), each cell a kh x kw picture of one filter and one
+input channel. The filters are laid out as the activation grids are, filters_per_row of
+them to a row (8 by default; all of them when there are fewer), each filter taking cin
+cells side by side, in input-channel order; cells are separated by 1-pixel white gaps
+(value 1), and the empty places after the last filter are white too. With
+p = min(filters_per_row, cout) filters per row and n_rows = ceil(cout / p), the grid is
+(n_rows * (kh + 1) - 1) by (p * cin * (kw + 1) - 1). Its PNG shows each cell enlarged
+`scale` times by nearest neighbour (16: a 3 x 3 kernel is 48 x 48 pixels), the cells of
+one filter 2 pixels apart and the filters 6 pixels apart, on white.
 
 filter_pattern: gradient ascent in input space. With A = the layer's output for image x,
 the loss is the mean of A[:, 2:-2, 2:-2, filter_index] (the border is left out, where the
@@ -34,7 +40,7 @@ from ..autograd import GradientTape, Tensor
 from ..layers import Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from ..models import Model
 from .activations import _check_layer_names
-from .images import _pair, model_batch, model_input, one_image, to_numpy, write_png
+from .images import _pair, model_batch, model_input, one_image, tile_picture, to_numpy, write_png
 
 __all__ = ["filter_weights_grid", "feature_extractor", "gradient_ascent_step", "filter_pattern", "deprocess_image",
            "default_crop", "filter_patterns_grid"]
@@ -72,24 +78,30 @@ def _kernel_of(layer):
     return kernel
 
 
-def filter_weights_grid(layer, path=None, scale=8):
+def filter_weights_grid(layer, path=None, scale=16, filters_per_row=8):
     """The layer's kernel as a float grid in [0, 1] (see the module doc); with `path`, a PNG
-    of it enlarged `scale` times (nearest neighbour, so each weight is a visible square)."""
-    if not isinstance(scale, (int, np.integer)) or isinstance(scale, bool) or scale < 1:
-        raise ValueError(f"filter_weights_grid: scale must be a positive int, got {scale!r}")
+    of its cells enlarged `scale` times (nearest neighbour, so each weight is a visible
+    square) with separators between them."""
+    for name, value in (("scale", scale), ("filters_per_row", filters_per_row)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"filter_weights_grid: {name} must be a positive int, got {value!r}")
     kernel = _kernel_of(layer).astype(np.float64)
     if not np.isfinite(kernel).all():
         raise ValueError("filter_weights_grid: the kernel contains NaN or infinity")
     kh, kw, cin, cout = kernel.shape
     low, high = kernel.min(), kernel.max()
     normalized = (kernel - low) / (high - low) if high > low else np.zeros_like(kernel)
-    grid = np.ones((cout * (kh + 1) - 1, cin * (kw + 1) - 1))
-    for f in range(cout):
-        for c in range(cin):
-            grid[f * (kh + 1):f * (kh + 1) + kh, c * (kw + 1):c * (kw + 1) + kw] = normalized[:, :, c, f]
+    cells = normalized.transpose(3, 2, 0, 1).reshape(cout * cin, kh, kw)  # filter by filter, channels in order
+    per_row = min(filters_per_row, cout) * cin
+    n_rows = math.ceil(cout * cin / per_row)
+    grid = np.ones((n_rows * (kh + 1) - 1, per_row * (kw + 1) - 1))
+    for index, cell in enumerate(cells):
+        row, column = divmod(index, per_row)
+        grid[row * (kh + 1):row * (kh + 1) + kh, column * (kw + 1):column * (kw + 1) + kw] = cell
     if path is not None:
-        pixels = np.round(grid * 255).astype(np.uint8)
-        write_png(np.repeat(np.repeat(pixels, scale, axis=0), scale, axis=1), path)
+        pixels = np.repeat(np.repeat(np.round(cells * 255).astype(np.uint8), scale, 1), scale, 2)
+        filters = np.stack([tile_picture(pixels[f * cin:(f + 1) * cin], cin, gap=2) for f in range(cout)])
+        write_png(tile_picture(filters, min(filters_per_row, cout), gap=6), path)
     return grid
 
 

@@ -28,7 +28,7 @@ from ..layers import Conv2D, SeparableConv2D
 from ..models import Model
 from .activations import _check_layer_names
 from .colormap import jet
-from .images import model_batch, model_input, one_image, to_numpy, write_png
+from .images import enlarged, model_batch, model_input, one_image, to_numpy, write_png
 
 __all__ = ["find_last_conv_layer", "grad_cam", "overlay_heatmap", "resize_heatmap"]
 
@@ -155,16 +155,28 @@ def _rgb_image(image):
     return array
 
 
-def overlay_heatmap(image, heatmap, alpha=0.4, colormap="jet", path=None):
+def overlay_heatmap(image, heatmap, alpha=0.4, colormap="jet", path=None, png_size=224, bgr=False):
     """The heatmap in colour over the image, uint8 RGB of the image's size (see the module doc).
 
     image: (h, w), (h, w, 1|3|4) or (1, h, w, c), pixel values as the book has them (0..255);
     grayscale is repeated into RGB. heatmap: (h', w') in [0, 1]. colormap: "jet" or a
-    function from uint8 indices to RGB in [0, 1].
+    function from uint8 indices to RGB in [0, 1]. With `path`, also writes the overlay as a
+    PNG, a small one enlarged by nearest neighbour by the largest whole factor that keeps
+    its longer side within png_size pixels (a 28 x 28 digit: 8 times, 224 x 224); the
+    returned array keeps the image's size.
+    bgr=True: the image is in BGR order, as cv2.imread returns it (a uint8 (h, w, 3) array);
+    the returned overlay is BGR too, ready for cv2.imwrite, and the PNG at `path` gets the
+    right colours.
     """
+    if not isinstance(png_size, (int, np.integer)) or isinstance(png_size, bool) or png_size < 1:
+        raise ValueError(f"overlay_heatmap: png_size must be a positive int, got {png_size!r}")
+    if not isinstance(bgr, (bool, np.bool_)):
+        raise ValueError(f"overlay_heatmap: bgr must be True or False, got {bgr!r}")
     from PIL import Image
 
     picture = _rgb_image(image)
+    if bgr:
+        picture = picture[:, :, ::-1]
     levels = to_numpy(heatmap, "heatmap").astype(np.float64)
     if levels.ndim != 2:
         raise ValueError(f"heatmap must be 2-D (h, w), got shape {levels.shape}")
@@ -192,5 +204,5 @@ def overlay_heatmap(image, heatmap, alpha=0.4, colormap="jet", path=None):
         superimposed /= top
     overlay = (superimposed * 255).astype(np.uint8)
     if path is not None:
-        write_png(overlay, path)
-    return overlay
+        write_png(enlarged(overlay, png_size), path)
+    return np.ascontiguousarray(overlay[:, :, ::-1]) if bgr else overlay

@@ -4,6 +4,7 @@ wants it, and PNG files written atomically (a temporary file in the same folder,
 os.replace, so a reader never sees half a PNG).
 """
 
+import math
 import os
 import re
 
@@ -12,7 +13,7 @@ import numpy as np
 from .._atomic import atomic_write
 
 __all__ = ["to_numpy", "one_image", "model_input", "model_device", "model_batch", "load_image",
-           "default_rescale", "write_png", "titled", "png_name"]
+           "default_rescale", "write_png", "titled", "png_name", "tile_picture", "tile_scale", "enlarged"]
 
 
 def to_numpy(value, name="value"):
@@ -127,6 +128,8 @@ def load_image(path, model=None, color_mode=None, size=None, rescale=None):
     """
     from PIL import Image
 
+    from ..data.image import _open_decoded
+
     modes = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}
     if model is not None:
         shape = model_input(model).shape
@@ -149,15 +152,16 @@ def load_image(path, model=None, color_mode=None, size=None, rescale=None):
         raise ValueError(f"color_mode must be one of {', '.join(map(repr, modes))}, got {color_mode!r}")
     if rescale is None:
         rescale = 1.0
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"load_image: {path!r} is a directory, not an image file")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file {path!r} does not exist")
-    with Image.open(path) as image:
-        image = image.convert(modes[color_mode])
-        if size is not None:
-            height, width = _pair(size, "size")
-            if image.size != (width, height):
-                image = image.resize((width, height), Image.BILINEAR)
-        array = np.asarray(image, dtype=np.float32)
+        raise FileNotFoundError(f"load_image: image file {path!r} does not exist")
+    image = _open_decoded(path, "load_image").convert(modes[color_mode])  # names the file if it is no image
+    if size is not None:
+        height, width = _pair(size, "size")
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.BILINEAR)
+    array = np.asarray(image, dtype=np.float32)
     if array.ndim == 2:
         array = array[:, :, None]
     return array * np.float32(rescale)
@@ -193,6 +197,38 @@ def _as_pil(image):
     if array.ndim == 3 and array.shape[2] in (3, 4):
         return Image.fromarray(array, "RGB" if array.shape[2] == 3 else "RGBA")
     raise ValueError(f"write_png needs an array (h, w), (h, w, 1), (h, w, 3) or (h, w, 4), got shape {array.shape}")
+
+
+def tile_scale(height, width, tile_size):
+    """The whole factor that brings a height x width tile to at least tile_size pixels on its
+    longer side (1 for a tile already that large)."""
+    return max(1, math.ceil(tile_size / max(height, width)))
+
+
+def tile_picture(tiles, per_row, scale=1, gap=2, gap_value=255):
+    """One uint8 picture of equally sized tiles (n, h, w) or (n, h, w, c), `per_row` to a row,
+    each enlarged `scale` times by nearest neighbour (every pixel a scale x scale square), with
+    `gap` pixels of gap_value between tiles and in the empty places after the last one:
+    rows * h * scale + (rows - 1) * gap high and per_row * w * scale + (per_row - 1) * gap wide."""
+    tiles = np.asarray(tiles)
+    count, height, width = tiles.shape[:3]
+    rows = math.ceil(count / per_row)
+    tile_height, tile_width = height * scale, width * scale
+    picture = np.full((rows * tile_height + (rows - 1) * gap, per_row * tile_width + (per_row - 1) * gap)
+                      + tiles.shape[3:], gap_value, dtype=np.uint8)
+    for index, tile in enumerate(tiles):
+        row, column = divmod(index, per_row)
+        top, left = row * (tile_height + gap), column * (tile_width + gap)
+        picture[top:top + tile_height, left:left + tile_width] = np.repeat(np.repeat(tile, scale, 0), scale, 1)
+    return picture
+
+
+def enlarged(image, size=224):
+    """A small picture enlarged by nearest neighbour by the largest whole factor that keeps its
+    longer side within `size` pixels (a 28 x 28 digit becomes 224 x 224); larger ones as they are."""
+    image = np.asarray(image)
+    scale = max(1, size // max(image.shape[:2]))
+    return np.repeat(np.repeat(image, scale, 0), scale, 1) if scale > 1 else image
 
 
 def write_png(image, path):
