@@ -225,6 +225,11 @@ def test_a_state_dict_that_does_not_fit_fails_and_leaves_the_weights_as_they_wer
     extra = dict(state, **{"_blocks.0._se_reduce.weight": np.zeros((8, 32, 1, 1), np.float32)})
     with pytest.raises(ValueError, match="'_blocks.0._se_reduce.weight'.*squeeze-and-excitation"):
         efficientnet.load_torch_weights(model, extra)
+    negative = dict(state)
+    negative["_blocks.3._bn1.running_var"] = state["_blocks.3._bn1.running_var"].copy()
+    negative["_blocks.3._bn1.running_var"][5] = -1.0
+    with pytest.raises(ValueError, match="moving_variance must be >= 0.*channel 5"):
+        efficientnet.load_torch_weights(model, negative)
 
     for after, earlier in zip(model.get_weights(), before):
         np.testing.assert_array_equal(after, earlier)

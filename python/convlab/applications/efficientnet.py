@@ -252,5 +252,11 @@ def load_torch_weights(model, weights, source=None):
         raise ValueError(f"{source}: {len(unexpected)} entries that EfficientNet-Lite0 has no place for: {shown} "
                          "(squeeze-and-excitation weights, _se_reduce/_se_expand, mean a full EfficientNet, "
                          "not a Lite one)")
+    # The layers' own checks of values (a batch norm's moving variance must be >= 0), as
+    # set_weights and load_model run them, before anything is written.
+    try:
+        model.check_weight_values({id(variable): value for variable, value in assignments})
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
     for variable, value in assignments:
         variable.assign(value)
