@@ -227,19 +227,12 @@ def load_data(num_train=2000, num_test=500, image_size=64, seed=0, min_size=0.2,
 # ---------------------------------------------------------------------------- several shapes per image
 
 
-class ShapesScenes:
+class ShapesScenes(ShapesData):
     """Images with several shapes each, for detection: images uint8 (n, size, size, 3);
     boxes a list of n int64 arrays (k_i, 4) (ymin, xmin, ymax, xmax), pixels, max exclusive;
     labels a list of n int64 arrays (k_i,); masks uint8 (n, size, size) trimap of all shapes."""
 
-    __slots__ = ("images", "labels", "boxes", "masks", "class_names")
-
-    def __init__(self, images, labels, boxes, masks):
-        self.images, self.labels, self.boxes, self.masks = images, labels, boxes, masks
-        self.class_names = list(CLASS_NAMES)
-
-    def __len__(self):
-        return len(self.labels)
+    __slots__ = ()
 
     def __repr__(self):
         return f"ShapesScenes({len(self)} images, {sum(len(b) for b in self.boxes)} shapes)"
