@@ -18,21 +18,40 @@
 //                                                          are split across threads and
 //                                                          the partial sums added)
 //
+// Routes (chosen per call; every route computes the same sums, and the reference,
+// gradient and fuzz tests run through all of them):
+//   forward          the indirect conv (indirect_conv.h): P is read in place, never
+//                    packed, through a pointer per pixel and an offset per tap.
+//   backward input   the patch gradient (dP = dy * kernel^T, added back by col2im tile
+//                    by tile) for few input channels, for strides above 1, and where the
+//                    indirect conv would multiply mostly zeros; otherwise, at stride 1, the
+//                    indirect conv of the zero-padded dy with the turned kernel; otherwise
+//                    (batch smaller than the thread count) the GEMM per stride phase.
+//   backward kernel  the indirect conv transposed (a reduction over pixels).
+//   The implicit GEMM routes (Im2colPackA, Im2colTransposedPackA, the pointwise GEMM)
+//   remain for explicit paddings so large that a padded copy of x would not be worth it.
+//
 // Versions:
 //   1. implicit-GEMM forward and kernel gradient on the blocked GEMM of gemm.h; the
 //      input gradient as dP = dy * kernel^T materialized per group of images, then a
 //      race-free col2im gather. Correct, but dP is kh*kw times the size of dx, and
 //      writing and re-reading it made the input gradient 2-3x slower than the forward.
-//   2. (this one) the input gradient as an implicit GEMM per stride phase: nothing
-//      materialized at stride 1, and no multiplications by the zeros between strided
-//      outputs (which a "dilate dy, then convolve" formulation would spend 3/4 of its
-//      time on at stride 2).
+//   2. the input gradient as an implicit GEMM per stride phase: nothing materialized at
+//      stride 1, and no multiplications by the zeros between strided outputs (which a
+//      "dilate dy, then convolve" formulation would spend 3/4 of its time on at stride 2).
+//   3. (this one) packing the im2col matrix cost as much as the multiply-adds on the
+//      books' thin shapes (32-64 output channels): the indirect conv reads it in place,
+//      the micro-kernel uses the machine's vector width (12 x 32 floats with AVX-512),
+//      and dP comes back as version 1's col2im, fused per register tile so that nothing
+//      is materialized. See benches/NOTES.md for the measurements.
 //   A 1x1 conv with stride 1 and no padding skips im2col entirely: P is x itself.
 #include <algorithm>
 #include <vector>
 
 #include "gemm.h"
+#include "indirect_conv.h"
 #include "kernels.h"
+#include "micro_kernel.h"
 
 namespace convlab::cpu {
 namespace {
@@ -246,11 +265,159 @@ struct PhasePackB {
   }
 };
 
+// The input x of the conv described by g, zero-padded so that every tap of every output
+// pixel lies inside it; fails (returns false) when the padding would cost too much memory.
+template <typename T>
+bool padded_input(const Conv2dGeometry& g, const T* x, PaddedImage<T>* image, IndirectConv* conv) {
+  const index_t height = std::max(g.pad_top + g.in_height,
+                                  (g.out_height - 1) * g.stride_h + g.dilated_kernel_height());
+  const index_t width = std::max(g.pad_left + g.in_width,
+                                 (g.out_width - 1) * g.stride_w + g.dilated_kernel_width());
+  if (!padding_is_affordable(g.in_pixels() * g.in_channels, g.batch * height * width * g.in_channels))
+    return false;
+  *image = pad_image(x, g.batch, g.in_height, g.in_width, g.in_channels, g.pad_top, g.pad_left,
+                     height, width);
+  *conv = IndirectConv{g.out_height, g.out_width, g.kernel_height, g.kernel_width,
+                       g.stride_h, g.stride_w, g.dilation_h, g.dilation_w};
+  return true;
+}
+
+// The input gradient at stride 1 as a conv of grad_y, zero-padded by the dilated kernel's
+// extent less the forward padding, with the kernel turned by 180 degrees and its channel
+// axes swapped: input pixel (ih, iw) collects tap (kh, kw) from output pixel
+// (ih + pad_top - kh*dilation_h, iw + pad_left - kw*dilation_w). Returns false when the
+// forward padding exceeds the kernel's extent (explicit paddings only) or is too large.
+template <typename T>
+bool indirect_backward_input(const Conv2dGeometry& g, const T* grad_y, const T* kernel,
+                             const T* bias, T* grad_x) {
+  if (g.stride_h != 1 || g.stride_w != 1) return false;
+  const index_t KH = g.kernel_height, KW = g.kernel_width, Cin = g.in_channels, Cout = g.out_channels;
+  const index_t top = (KH - 1) * g.dilation_h - g.pad_top, left = (KW - 1) * g.dilation_w - g.pad_left;
+  if (top < 0 || left < 0) return false;
+  const index_t height = std::max(top + g.out_height, g.in_height + (KH - 1) * g.dilation_h);
+  const index_t width = std::max(left + g.out_width, g.in_width + (KW - 1) * g.dilation_w);
+  if (!padding_is_affordable(g.out_pixels() * Cout, g.batch * height * width * Cout)) return false;
+  const PaddedImage<T> dy = pad_image(grad_y, g.batch, g.out_height, g.out_width, Cout, top, left,
+                                      height, width);
+  const IndirectConv conv{g.in_height, g.in_width, KH, KW, 1, 1, g.dilation_h, g.dilation_w};
+  // B[(kh', kw', co), ci] = kernel[KH-1-kh', KW-1-kw', ci, co]
+  const std::vector<T> packed = pack_panels<T>(KH * KW * Cout, Cin, [&](index_t k, index_t ci) {
+    const index_t tap = k / Cout, co = k % Cout;
+    const index_t kh = KH - 1 - tap / KW, kw = KW - 1 - tap % KW;
+    return kernel[((kh * KW + kw) * Cin + ci) * Cout + co];
+  });
+  indirect_conv(dy, conv, packed.data(), Cin, grad_x, Cin, bias);
+  return true;
+}
+
+// The input gradient through the patch gradient: dP = grad_y * kernel^T has one row per
+// output pixel and one column per patch element (kh, kw, ci), and grad_x is dP added
+// back onto the pixels each patch came from (col2im). It is computed tile by tile, each
+// MR x NR tile added into grad_x at once, one image per thread so that no two threads
+// add into the same pixel. It does exactly the conv's multiply-adds, where the other
+// two routes waste some: the indirect conv of the padded grad_y multiplies the zeros of
+// its border (most of the work for a 3x3 kernel on a 5x5 image), and any GEMM with
+// N = in_channels fills only in_channels of each NR-wide register tile (the first
+// layer's 1 or 3 channels).
+template <typename T>
+void patch_gradient_backward_input(const Conv2dGeometry& g, const T* grad_y, const T* kernel,
+                                   const T* bias, T* grad_x) {
+  constexpr index_t MR = GemmBlocking<T>::MR, NR = GemmBlocking<T>::NR;
+  const index_t K = g.patch_size(), Cin = g.in_channels, Cout = g.out_channels;
+  const index_t pixels = g.out_height * g.out_width, image = g.in_height * g.in_width * Cin;
+  const std::vector<T> packed =
+      pack_panels<T>(Cout, K, [&](index_t co, index_t k) { return kernel[k * Cout + co]; });
+  const index_t panels = (K + NR - 1) / NR, taps = g.kernel_height * g.kernel_width;
+  // Where each tap lands relative to the window's origin pixel.
+  std::vector<index_t> tap_h(static_cast<std::size_t>(taps)), tap_w(tap_h), tap_offset(tap_h);
+  for (index_t t = 0; t < taps; ++t) {
+    tap_h[t] = (t / g.kernel_width) * g.dilation_h;
+    tap_w[t] = (t % g.kernel_width) * g.dilation_w;
+    tap_offset[t] = (tap_h[t] * g.in_width + tap_w[t]) * Cin;
+  }
+  // Per patch element: its tap, and its offset from the window's origin in grad_x.
+  std::vector<index_t> element_tap(static_cast<std::size_t>(K)), element_offset(element_tap);
+  for (index_t k = 0; k < K; ++k) {
+    element_tap[k] = k / Cin;
+    element_offset[k] = tap_offset[k / Cin] + k % Cin;
+  }
+  const index_t extent_h = g.dilated_kernel_height(), extent_w = g.dilated_kernel_width();
+  const index_t zero_offset = 0;
+#pragma omp parallel for schedule(dynamic, 1) if (g.batch > 1 && worth_parallel(g.out_pixels() * Cout * K / 8))
+  for (index_t n = 0; n < g.batch; ++n) {
+    T* dx = grad_x + n * image;
+    if (bias) {
+      for (index_t p = 0; p < g.in_height * g.in_width; ++p) std::copy_n(bias, Cin, dx + p * Cin);
+    } else {
+      std::fill_n(dx, image, T(0));
+    }
+    alignas(64) T tile[MR * NR];
+    for (index_t r0 = 0; r0 < pixels; r0 += MR) {
+      const index_t mr = std::min(MR, pixels - r0);
+      const T* rows[MR];
+      for (index_t i = 0; i < MR; ++i) rows[i] = grad_y + (n * pixels + r0 + std::min(i, mr - 1)) * Cout;
+      for (index_t q = 0; q < panels; ++q) {
+        indirect_micro_kernel<T>(0, 1, Cout, rows, &zero_offset, packed.data() + q * Cout * NR, tile,
+                                 NR, MR, NR, false, nullptr);
+        const index_t k0 = q * NR, k_end = std::min(K, k0 + NR);
+        for (index_t i = 0; i < mr; ++i) {
+          const index_t oh = (r0 + i) / g.out_width, ow = (r0 + i) % g.out_width;
+          const index_t ih0 = oh * g.stride_h - g.pad_top, iw0 = ow * g.stride_w - g.pad_left;
+          const bool inside = ih0 >= 0 && iw0 >= 0 && ih0 + extent_h <= g.in_height &&
+                              iw0 + extent_w <= g.in_width;
+          // The window's origin may lie in the padding: only origin + offset is an index.
+          const index_t origin = (ih0 * g.in_width + iw0) * Cin;
+          const T* src = tile + i * NR - k0;
+          if (Cin < 8) {  // few channels: element by element
+            for (index_t k = k0; k < k_end; ++k) {
+              const index_t t = element_tap[k];
+              const index_t ih = ih0 + tap_h[t], iw = iw0 + tap_w[t];
+              if (inside || (ih >= 0 && ih < g.in_height && iw >= 0 && iw < g.in_width))
+                dx[origin + element_offset[k]] += src[k];
+            }
+            continue;
+          }
+          // Runs of consecutive channels of one tap go to consecutive addresses.
+          for (index_t k = k0; k < k_end;) {
+            const index_t t = element_tap[k], ci = k - t * Cin, run = std::min(Cin - ci, k_end - k);
+            const index_t ih = ih0 + tap_h[t], iw = iw0 + tap_w[t];
+            if (inside || (ih >= 0 && ih < g.in_height && iw >= 0 && iw < g.in_width)) {
+              T* dst = dx + origin + element_offset[k];
+              for (index_t c = 0; c < run; ++c) dst[c] += src[k + c];
+            }
+            k += run;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Multiply-adds, in units of one register tile column, that each route of the input
+// gradient spends per image at stride 1 (see patch_gradient_backward_input); the
+// col2im adds of the patch route count as 16 multiply-adds each.
+inline bool patch_gradient_is_cheaper(const Conv2dGeometry& g, index_t nr) {
+  const auto round_up = [nr](index_t v) { return (v + nr - 1) / nr * nr; };
+  const index_t K = g.patch_size();
+  const double indirect = double(g.in_height * g.in_width) * double(g.kernel_height * g.kernel_width) *
+                          double(g.out_channels) * double(round_up(g.in_channels));
+  const double patch = double(g.out_height * g.out_width) *
+                       (double(g.out_channels) * double(round_up(K)) + 16.0 * double(K));
+  return patch < indirect;
+}
+
 }  // namespace
 
 template <typename T>
 void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* kernel, const T* bias, T* y) {
   const index_t M = g.out_pixels(), N = g.out_channels, K = g.patch_size();
+  PaddedImage<T> image;
+  IndirectConv conv;
+  if (padded_input(g, x, &image, &conv)) {
+    const std::vector<T> packed = pack_panels<T>(K, N, [&](index_t k, index_t j) { return kernel[k * N + j]; });
+    indirect_conv(image, conv, packed.data(), N, y, N, bias);
+    return;
+  }
   const StridedPackB<T> pack_kernel{kernel, N, 1};
   if (is_pointwise(g)) {
     gemm<T>(M, N, K, StridedPackA<T>{x, K, 1}, pack_kernel, y, N, false, bias);
@@ -273,6 +440,16 @@ void conv2d_backward_input_with_bias(const Conv2dGeometry& g, const T* grad_y, c
             StridedPackB<T>{kernel, 1, Cout}, grad_x, Cin, false, bias);
     return;
   }
+  // Patch gradient for few input channels, for strided convs, and where the indirect
+  // conv would mostly multiply zeros; it needs an image per thread to be race-free.
+  const bool images_for_threads = g.batch >= (omp_in_parallel() ? 1 : omp_get_max_threads());
+  const bool strided = g.stride_h != 1 || g.stride_w != 1;
+  if (2 * Cin < GemmBlocking<T>::NR ||
+      (images_for_threads && (strided || patch_gradient_is_cheaper(g, GemmBlocking<T>::NR)))) {
+    patch_gradient_backward_input(g, grad_y, kernel, bias, grad_x);
+    return;
+  }
+  if (indirect_backward_input(g, grad_y, kernel, bias, grad_x)) return;
   const bool single_phase = g.stride_h == 1 && g.stride_w == 1;
   std::vector<T> phase_rows;
   // One phase per residue of the input row (column) modulo the stride; a stride larger
@@ -332,6 +509,12 @@ template <typename T>
 void conv2d_backward_kernel(const Conv2dGeometry& g, const T* x, const T* grad_y,
                             T* grad_kernel) {
   const index_t K = g.patch_size(), N = g.out_channels, P = g.out_pixels();
+  PaddedImage<T> image;
+  IndirectConv conv;
+  if (padded_input(g, x, &image, &conv)) {
+    indirect_conv_backward_kernel(image, conv, grad_y, N, grad_kernel);
+    return;
+  }
   // Split the reduction over output pixels across threads; each thread runs its own
   // (serial) GEMM into a private sum, then the sums are added. Chunks of at least
   // 256 pixels keep the GEMM efficient.
@@ -362,21 +545,25 @@ void conv2d_backward_kernel(const Conv2dGeometry& g, const T* x, const T* grad_y
 
 template <typename T>
 void bias_backward(index_t rows, index_t channels, const T* grad_y, T* grad_bias) {
-  // Sums in double so that a float gradient over a million rows keeps its digits.
-  std::vector<double> total(channels, 0.0);
-#pragma omp parallel if (worth_parallel(rows * channels))
-  {
-    std::vector<double> sum(channels, 0.0);
-#pragma omp for schedule(static) nowait
-    for (index_t r = 0; r < rows; ++r) {
+  // Sums in double so that a float gradient over a million rows keeps its digits. Each
+  // thread sums a fixed range of rows and the ranges' sums are added in order, so the
+  // result does not depend on which thread finishes first.
+  const int threads = worth_parallel(rows * channels) ? omp_get_max_threads() : 1;
+  std::vector<double> partial(std::size_t(threads) * std::size_t(channels), 0.0);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int t = 0; t < threads; ++t) {
+    double* sum = partial.data() + std::size_t(t) * std::size_t(channels);
+    for (index_t r = rows * t / threads; r < rows * (t + 1) / threads; ++r) {
       const T* row = grad_y + r * channels;
 #pragma omp simd
       for (index_t c = 0; c < channels; ++c) sum[c] += row[c];
     }
-#pragma omp critical
-    for (index_t c = 0; c < channels; ++c) total[c] += sum[c];
   }
-  for (index_t c = 0; c < channels; ++c) grad_bias[c] = T(total[c]);
+  for (index_t c = 0; c < channels; ++c) {
+    double total = 0.0;
+    for (int t = 0; t < threads; ++t) total += partial[std::size_t(t) * std::size_t(channels) + c];
+    grad_bias[c] = T(total);
+  }
 }
 
 #define CONVLAB_INSTANTIATE(T)                                                                  \

@@ -34,8 +34,30 @@
 
 namespace convlab::cpu {
 
+// The vector width is the build machine's (-march=native): 64 bytes with AVX-512, 32
+// otherwise. A portable build (no AVX) keeps the 32-byte layout; GCC then lowers each
+// vector to SSE pairs or scalars, still correct.
+#if defined(__AVX512F__)
+constexpr index_t kVectorBytes = 64;
+#else
+constexpr index_t kVectorBytes = 32;
+#endif
+
 template <typename T>
 struct GemmBlocking;
+#if defined(__AVX512F__)
+// 12 x 32 floats = 24 of the 32 zmm registers of accumulators; per k step 2 vector loads
+// of B and 12 broadcasts of A feed 24 FMAs. B micro-panel: KC x NR x 4 B = 32 KiB (L1d
+// is 48 KiB); A block: MC x KC x 4 B = 144 KiB (L2 is 1 MiB).
+template <>
+struct GemmBlocking<float> {
+  static constexpr index_t MR = 12, NR = 32, MC = 144, KC = 256, NC = 3072;
+};
+template <>
+struct GemmBlocking<double> {
+  static constexpr index_t MR = 12, NR = 16, MC = 120, KC = 192, NC = 2048;
+};
+#else
 template <>
 struct GemmBlocking<float> {
   static constexpr index_t MR = 6, NR = 16, MC = 120, KC = 256, NC = 3072;
@@ -44,6 +66,7 @@ template <>
 struct GemmBlocking<double> {
   static constexpr index_t MR = 6, NR = 8, MC = 96, KC = 192, NC = 2048;
 };
+#endif
 
 // Computes one MR x NR tile: c[0..mr, 0..nr] = (accumulate ? c : 0) + a_panel * b_panel
 // (+ bias[0..nr] when bias is not null), over kc steps.

@@ -12,7 +12,7 @@
 
 namespace convlab::cpu {
 
-// ---- conv2d (conv2d.cpp): implicit-GEMM forward, GEMM + col2im backward ----
+// ---- conv2d (conv2d.cpp): indirect conv (indirect_conv.h) and implicit GEMM (gemm.h) ----
 // y[n, oh, ow, co] = bias[co] + sum_{kh, kw, ci} x[n, ih, iw, ci] * kernel[kh, kw, ci, co]
 template <typename T>
 void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* kernel, const T* bias, T* y);

@@ -31,7 +31,9 @@
 //                    would race; the gather has exactly one writer per grad_x element,
 //                    needs no zero-fill pass, and sums in an order independent of the
 //                    thread count.
-//   max backward     first finds the winning tap of every (n, oh, ow, c) exactly as the
+//   max backward     with disjoint windows (stride >= pool size), one pass: find each
+//                    window's winners and write its gradient to them (see
+//                    max_pool2d_backward_disjoint). Otherwise it first finds the winning tap of every (n, oh, ow, c) exactly as the
 //                    forward does (one pass over x, writing a small int32 tap index per
 //                    output element), then gathers: an input cell receives grad_y from a
 //                    window only where that window's winner is the tap that reads it.
@@ -124,11 +126,85 @@ void max_pool2d_forward(const Conv2dGeometry& g, const T* x, T* y) {
   }
 }
 
+namespace {
+
+// Max pooling backward when no two windows overlap (stride >= pool size along both
+// axes: the books' 2x2 stride 2): one pass. Output row oh owns the input rows from its
+// window's first row up to the next window's first row (the first and last output rows
+// also own the rows before and after every window), so each thread zeroes the rows it
+// owns, finds each window's winners exactly as the forward does, and writes grad_y to
+// them; no cell is written by two windows.
+template <typename T>
+void max_pool2d_backward_disjoint(const Conv2dGeometry& g, const T* x, const T* grad_y, T* grad_x,
+                                  bool parallel) {
+  const index_t channels = g.in_channels, row_elements = g.in_width * channels;
+  const index_t out_rows = g.batch * g.out_height;
+  // Input columns that no window reads (the gaps of a stride larger than the window, the
+  // columns past the last window) get zeros; every other cell is written by its window.
+  std::vector<char> column_read(std::size_t(g.in_width), 0);
+  for (index_t ow = 0; ow < g.out_width; ++ow)
+    for (index_t kw = 0; kw < g.kernel_width; ++kw) {
+      const index_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
+      if (iw >= 0 && iw < g.in_width) column_read[iw] = 1;
+    }
+#pragma omp parallel if (parallel)
+  {
+    std::vector<T> best(channels);
+    std::vector<std::int32_t> winner(channels);
+#pragma omp for schedule(static)
+    for (index_t row = 0; row < out_rows; ++row) {
+      const index_t n = row / g.out_height, oh = row % g.out_height;
+      index_t kh_first, kh_last;
+      taps_inside(oh, g.stride_h, g.pad_top, g.dilation_h, g.kernel_height, g.in_height,
+                  &kh_first, &kh_last);
+      const index_t first = oh == 0 ? 0 : std::clamp<index_t>(oh * g.stride_h - g.pad_top, 0, g.in_height);
+      const index_t last = oh == g.out_height - 1
+                               ? g.in_height
+                               : std::clamp<index_t>((oh + 1) * g.stride_h - g.pad_top, 0, g.in_height);
+      T* image_grad = grad_x + n * g.in_height * row_elements;
+      for (index_t ih = first; ih < last; ++ih) {
+        const index_t kh = ih + g.pad_top - oh * g.stride_h;  // dilation 1 for pooling
+        T* out = image_grad + ih * row_elements;
+        if (kh < kh_first || kh >= kh_last) {
+          std::fill(out, out + row_elements, T(0));
+        } else {
+          for (index_t iw = 0; iw < g.in_width; ++iw)
+            if (!column_read[iw]) std::fill(out + iw * channels, out + (iw + 1) * channels, T(0));
+        }
+      }
+      const T* image = x + n * g.in_height * row_elements;
+      for (index_t ow = 0; ow < g.out_width; ++ow) {
+        max_over_window(g, image, oh, ow, kh_first, kh_last, best.data(), winner.data());
+        index_t kw_first, kw_last;
+        taps_inside(ow, g.stride_w, g.pad_left, g.dilation_w, g.kernel_width, g.in_width, &kw_first,
+                    &kw_last);
+        const T* __restrict dy = grad_y + (row * g.out_width + ow) * channels;
+        const std::int32_t* __restrict won = winner.data();
+        for (index_t kh = kh_first; kh < kh_last; ++kh)
+          for (index_t kw = kw_first; kw < kw_last; ++kw) {
+            const index_t ih = oh * g.stride_h - g.pad_top + kh, iw = ow * g.stride_w - g.pad_left + kw;
+            T* __restrict cell = image_grad + ih * row_elements + iw * channels;
+            const auto tap = static_cast<std::int32_t>(kh * g.kernel_width + kw);
+#pragma omp simd
+            for (index_t c = 0; c < channels; ++c) cell[c] = won[c] == tap ? dy[c] : T(0);
+          }
+      }
+    }
+  }
+}
+
+}  // namespace
+
 template <typename T>
 void max_pool2d_backward(const Conv2dGeometry& g, const T* x, const T* grad_y, T* grad_x) {
   const index_t channels = g.in_channels;
   const index_t work = g.out_pixels() * channels * g.kernel_height * g.kernel_width;
   const bool parallel = worth_parallel(work);
+  if (g.dilation_h == 1 && g.dilation_w == 1 && g.stride_h >= g.kernel_height &&
+      g.stride_w >= g.kernel_width) {
+    max_pool2d_backward_disjoint(g, x, grad_y, grad_x, parallel);
+    return;
+  }
 
   // Pass 1: the winning tap of every output element, found exactly as the forward does.
   std::unique_ptr<std::int32_t[]> winner(new std::int32_t[g.out_pixels() * channels]);
