@@ -8,7 +8,7 @@ tensor (`out._fn`), and the recorded functions form a graph that `backward()` wa
 reverse topological order, adding up each tensor's gradient over all of its uses:
 
     x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
-    y = (x * x).sum()        # Mul then Sum, each recorded on its output
+    y = (x * x).sum()        # MultiplyFunction then SumFunction, each recorded on its output
     y.backward()             # dy/dx = 2x, left in x.grad
     x.grad.numpy()           # array([2., 4.])
 

@@ -20,7 +20,6 @@ layer that takes one (BatchNormalization, Dropout).
 """
 
 from . import layers as layers_module
-from . import saving
 from .autograd import Tensor
 from .layers.base import KerasTensor, Layer, flatten, format_shapes, map_structure, map_structure_shapes
 from .layers.input_layer import Input, InputLayer
@@ -269,13 +268,13 @@ class Model(TrainingMixin, Layer):
     def save(self, filepath, include_optimizer=True):
         """Write the model to `filepath` (a zip of JSON and .npy; atomic): architecture, weights,
         and with include_optimizer the compile settings and optimizer state."""
-        saving.save_model(self, filepath, include_optimizer=include_optimizer)
+        _saving().save_model(self, filepath, include_optimizer=include_optimizer)
 
     def save_weights(self, filepath):
-        saving.save_weights(self, filepath)
+        _saving().save_weights(self, filepath)
 
     def load_weights(self, filepath):
-        saving.load_weights(self, filepath)
+        _saving().load_weights(self, filepath)
 
     # ---- config
 
@@ -436,7 +435,19 @@ class Sequential(Model):
 
 def load_model(filepath, custom_objects=None, compile=True):
     """A model saved with model.save(): see convlab.saving (never unpickles, never runs code)."""
-    return saving.load_model(filepath, custom_objects=custom_objects, compile=compile)
+    return _saving().load_model(filepath, custom_objects=custom_objects, compile=compile)
+
+
+def _saving():
+    """convlab.saving, imported when a model is first saved or loaded.
+
+    The dependency runs one way: saving builds on this module (it writes serialize_model's
+    config and rebuilds models with deserialize_model), so this module never imports saving
+    at import time. Model.save and load_model only forward to it.
+    """
+    from . import saving
+
+    return saving
 
 
 def serialize_model(model):

@@ -33,6 +33,7 @@ import numpy as np
 
 from . import _version
 from ._atomic import atomic_write
+from .models import deserialize_model, serialize_model
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "UnsafeArchiveError", "CorruptArchiveError"]
 
@@ -112,8 +113,6 @@ def _compile_config(model):
 
 def save_model(model, path, include_optimizer=True):
     """Write `model` (architecture, weights, compile settings and optimizer state) to `path`."""
-    from .models import serialize_model
-
     document = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "convlab_version": _version.__version__,
         "model": serialize_model(model),
@@ -343,8 +342,6 @@ def _read_optimizer_slots(model, archive, state):
 def load_model(path, custom_objects=None, compile=True):
     """The model saved at `path`: same architecture, weights, and (compile=True) the same
     optimizer, loss and metrics with the optimizer state, so training resumes where it stopped."""
-    from .models import deserialize_model
-
     archive = _Archive(path, "load_model")
     try:
         if archive.document.get("model") is None:

@@ -42,7 +42,7 @@ def channel_window_sum(values, depth_radius):
     return cumulative[..., 2 * depth_radius + 1:2 * depth_radius + 1 + channels] - cumulative[..., :channels]
 
 
-class LocalResponseNormalization(Function):
+class LocalResponseNormalizationFunction(Function):
     def forward(self, x, *, depth_radius, bias, alpha, beta):
         self.x, self.depth_radius, self.alpha, self.beta = x, depth_radius, alpha, beta
         self.scale = bias + alpha * channel_window_sum(x * x, depth_radius)  # s, the divisor before ** beta
@@ -69,11 +69,11 @@ def local_response_normalization(x, depth_radius=5, bias=1.0, alpha=1.0, beta=0.
         raise ValueError(f"local_response_normalization: bias must be > 0, got {bias!r}")
     if not alpha >= 0:
         raise ValueError(f"local_response_normalization: alpha must be >= 0, got {alpha!r}")
-    return LocalResponseNormalization.apply(x, depth_radius=depth_radius, bias=float(bias), alpha=float(alpha),
-                                            beta=float(beta))
+    return LocalResponseNormalizationFunction.apply(x, depth_radius=depth_radius, bias=float(bias),
+                                                    alpha=float(alpha), beta=float(beta))
 
 
-class DepthMaxPool(Function):
+class DepthMaxPoolFunction(Function):
     def forward(self, x, *, pool_size, strides):
         xp = array_module(x)
         groups = (x.shape[-1] - pool_size) // strides + 1
@@ -107,4 +107,4 @@ def depth_max_pool(x, pool_size=3, strides=None):
     if x.ndim < 1 or x.shape[-1] < pool_size:
         raise ValueError(f"depth_max_pool: the channel axis must hold at least pool_size={pool_size} "
                          f"channels, got shape {x.shape}")
-    return DepthMaxPool.apply(x, pool_size=pool_size, strides=strides)
+    return DepthMaxPoolFunction.apply(x, pool_size=pool_size, strides=strides)

@@ -9,7 +9,7 @@ from ..autograd import Function, array_module, as_tensor
 __all__ = ["relu", "relu6", "sigmoid", "tanh", "softmax", "log_softmax", "linear"]
 
 
-class ReLU(Function):
+class ReluFunction(Function):
     def forward(self, x):
         self.positive = x > 0
         return x * self.positive
@@ -18,7 +18,7 @@ class ReLU(Function):
         return (grad * self.positive,)
 
 
-class ReLU6(Function):
+class Relu6Function(Function):
     """min(max(x, 0), 6): MobileNet's and EfficientNet-Lite's activation, bounded for low-precision inference."""
 
     def forward(self, x):
@@ -32,7 +32,7 @@ class ReLU6(Function):
         return (grad * ((x > 0) & (x < 6)),)
 
 
-class Sigmoid(Function):
+class SigmoidFunction(Function):
     def forward(self, x):
         # 1 / (1 + exp(-x)) written through tanh: no overflow for large |x|.
         self.y = 0.5 * (array_module(x).tanh(0.5 * x) + 1)
@@ -42,7 +42,7 @@ class Sigmoid(Function):
         return (grad * self.y * (1 - self.y),)
 
 
-class Tanh(Function):
+class TanhFunction(Function):
     def forward(self, x):
         self.y = array_module(x).tanh(x)
         return self.y
@@ -51,7 +51,7 @@ class Tanh(Function):
         return (grad * (1 - self.y * self.y),)
 
 
-class Softmax(Function):
+class SoftmaxFunction(Function):
     def forward(self, x, *, axis):
         xp = array_module(x)
         e = xp.exp(x - x.max(axis=axis, keepdims=True))
@@ -64,7 +64,7 @@ class Softmax(Function):
         return (y * (grad - (grad * y).sum(axis=self.axis, keepdims=True)),)
 
 
-class LogSoftmax(Function):
+class LogSoftmaxFunction(Function):
     def forward(self, x, *, axis):
         xp = array_module(x)
         shifted = x - x.max(axis=axis, keepdims=True)
@@ -79,25 +79,25 @@ class LogSoftmax(Function):
 
 
 def relu(x):
-    return ReLU.apply(x)
+    return ReluFunction.apply(x)
 
 
 def relu6(x):
-    return ReLU6.apply(x)
+    return Relu6Function.apply(x)
 
 
 def sigmoid(x):
-    out = Sigmoid.apply(x)
+    out = SigmoidFunction.apply(x)
     out._logits = as_tensor(x)  # for binary crossentropy, see _logits below
     return out
 
 
 def tanh(x):
-    return Tanh.apply(x)
+    return TanhFunction.apply(x)
 
 
 def softmax(x, axis=-1):
-    out = Softmax.apply(x, axis=axis)
+    out = SoftmaxFunction.apply(x, axis=axis)
     if axis in (-1, out.ndim - 1):
         # Keep the pre-activation scores on the output, as Keras does: a crossentropy given
         # these probabilities then works from the logits, exactly, instead of from clipped
@@ -107,7 +107,7 @@ def softmax(x, axis=-1):
 
 
 def log_softmax(x, axis=-1):
-    return LogSoftmax.apply(x, axis=axis)
+    return LogSoftmaxFunction.apply(x, axis=axis)
 
 
 def linear(x):

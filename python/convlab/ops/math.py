@@ -45,7 +45,7 @@ def _operands(name, a, b):
     return a, b
 
 
-class Add(Function):
+class AddFunction(Function):
     def forward(self, a, b):
         self.shapes = a.shape, b.shape
         return a + b
@@ -54,7 +54,7 @@ class Add(Function):
         return unbroadcast(grad, self.shapes[0]), unbroadcast(grad, self.shapes[1])
 
 
-class Subtract(Function):
+class SubtractFunction(Function):
     def forward(self, a, b):
         self.shapes = a.shape, b.shape
         return a - b
@@ -63,7 +63,7 @@ class Subtract(Function):
         return unbroadcast(grad, self.shapes[0]), unbroadcast(-grad, self.shapes[1])
 
 
-class Multiply(Function):
+class MultiplyFunction(Function):
     def forward(self, a, b):
         self.a, self.b = a, b
         return a * b
@@ -75,7 +75,7 @@ class Multiply(Function):
         return grad_a, grad_b
 
 
-class Divide(Function):
+class DivideFunction(Function):
     def forward(self, a, b):
         self.a, self.b = a, b
         return a / b
@@ -87,7 +87,7 @@ class Divide(Function):
         return grad_a, grad_b
 
 
-class Negative(Function):
+class NegativeFunction(Function):
     def forward(self, a):
         return -a
 
@@ -95,7 +95,7 @@ class Negative(Function):
         return (-grad,)
 
 
-class Power(Function):
+class PowerFunction(Function):
     """a ** p for a constant exponent p."""
 
     def forward(self, a, *, exponent):
@@ -106,7 +106,7 @@ class Power(Function):
         return (grad * self.exponent * self.a ** (self.exponent - 1),)
 
 
-class MatMul(Function):
+class MatmulFunction(Function):
     """a @ b for 2-D operands (a batch of rows times a matrix, as in a Dense layer)."""
 
     def forward(self, a, b):
@@ -119,7 +119,7 @@ class MatMul(Function):
         return grad_a, grad_b
 
 
-class Exp(Function):
+class ExpFunction(Function):
     def forward(self, a):
         self.y = array_module(a).exp(a)
         return self.y
@@ -128,7 +128,7 @@ class Exp(Function):
         return (grad * self.y,)
 
 
-class Log(Function):
+class LogFunction(Function):
     def forward(self, a):
         self.a = a
         return array_module(a).log(a)
@@ -137,7 +137,7 @@ class Log(Function):
         return (grad / self.a,)
 
 
-class Sqrt(Function):
+class SqrtFunction(Function):
     def forward(self, a):
         self.y = array_module(a).sqrt(a)
         return self.y
@@ -146,7 +146,7 @@ class Sqrt(Function):
         return (grad / (2 * self.y),)
 
 
-class Abs(Function):
+class AbsFunction(Function):
     def forward(self, a):
         xp = array_module(a)
         self.sign = xp.sign(a)
@@ -156,7 +156,7 @@ class Abs(Function):
         return (grad * self.sign,)
 
 
-class Maximum(Function):
+class MaximumFunction(Function):
     """Elementwise maximum; where a == b the gradient goes to a."""
 
     def forward(self, a, b):
@@ -170,27 +170,27 @@ class Maximum(Function):
 
 
 def add(a, b):
-    return Add.apply(*_operands("add", a, b))
+    return AddFunction.apply(*_operands("add", a, b))
 
 
 def subtract(a, b):
-    return Subtract.apply(*_operands("subtract", a, b))
+    return SubtractFunction.apply(*_operands("subtract", a, b))
 
 
 def multiply(a, b):
-    return Multiply.apply(*_operands("multiply", a, b))
+    return MultiplyFunction.apply(*_operands("multiply", a, b))
 
 
 def divide(a, b):
-    return Divide.apply(*_operands("divide", a, b))
+    return DivideFunction.apply(*_operands("divide", a, b))
 
 
 def maximum(a, b):
-    return Maximum.apply(*_operands("maximum", a, b))
+    return MaximumFunction.apply(*_operands("maximum", a, b))
 
 
 def negative(a):
-    return Negative.apply(a)
+    return NegativeFunction.apply(a)
 
 
 def power(a, exponent):
@@ -198,7 +198,7 @@ def power(a, exponent):
         if exponent.size != 1 or exponent.tracked:
             raise TypeError("power: the exponent must be a constant number, not a tracked tensor")
         exponent = exponent.item()
-    return Power.apply(a, exponent=exponent)
+    return PowerFunction.apply(a, exponent=exponent)
 
 
 def matmul(a, b):
@@ -207,23 +207,23 @@ def matmul(a, b):
         raise ValueError(
             f"matmul: expected (m, k) @ (k, n), got shapes {a.shape} and {b.shape}"
         )
-    return MatMul.apply(a, b)
+    return MatmulFunction.apply(a, b)
 
 
 def exp(a):
-    return Exp.apply(a)
+    return ExpFunction.apply(a)
 
 
 def log(a):
-    return Log.apply(a)
+    return LogFunction.apply(a)
 
 
 def sqrt(a):
-    return Sqrt.apply(a)
+    return SqrtFunction.apply(a)
 
 
 def abs(a):  # noqa: A001 - the name numpy uses
-    return Abs.apply(a)
+    return AbsFunction.apply(a)
 
 
 # --------------------------------------------------------------------------- reductions
@@ -239,7 +239,7 @@ def _axes(axis, ndim):
     return tuple(sorted(a % ndim for a in axes))
 
 
-class Sum(Function):
+class SumFunction(Function):
     def forward(self, a, *, axes, keepdims):
         self.shape, self.axes, self.keepdims = a.shape, axes, keepdims
         return a.sum(axis=axes, keepdims=keepdims)
@@ -250,7 +250,7 @@ class Sum(Function):
         return (array_module(grad).broadcast_to(grad, self.shape).copy(),)
 
 
-class Max(Function):
+class MaxFunction(Function):
     """Maximum over axes; ties share the gradient equally (as in TensorFlow)."""
 
     def forward(self, a, *, axes, keepdims):
@@ -266,25 +266,25 @@ class Max(Function):
 
 def sum(a, axis=None, keepdims=False):  # noqa: A001 - the name numpy uses
     a = as_tensor(a)
-    return Sum.apply(a, axes=_axes(axis, a.ndim), keepdims=keepdims)
+    return SumFunction.apply(a, axes=_axes(axis, a.ndim), keepdims=keepdims)
 
 
 def mean(a, axis=None, keepdims=False):
     a = as_tensor(a)
     axes = _axes(axis, a.ndim)
     count = int(np.prod([a.shape[i] for i in axes]))
-    return Sum.apply(a, axes=axes, keepdims=keepdims) * (1.0 / builtins.max(count, 1))
+    return SumFunction.apply(a, axes=axes, keepdims=keepdims) * (1.0 / builtins.max(count, 1))
 
 
 def max(a, axis=None, keepdims=False):  # noqa: A001 - the name numpy uses
     a = as_tensor(a)
-    return Max.apply(a, axes=_axes(axis, a.ndim), keepdims=keepdims)
+    return MaxFunction.apply(a, axes=_axes(axis, a.ndim), keepdims=keepdims)
 
 
 # --------------------------------------------------------------------------- shapes
 
 
-class Reshape(Function):
+class ReshapeFunction(Function):
     def forward(self, a, *, shape):
         self.shape = a.shape
         return a.reshape(shape)
@@ -293,7 +293,7 @@ class Reshape(Function):
         return (grad.reshape(self.shape),)
 
 
-class Transpose(Function):
+class TransposeFunction(Function):
     def forward(self, a, *, axes):
         self.axes = axes
         return a.transpose(axes)
@@ -308,7 +308,7 @@ def _is_basic_index(index):
     return all(isinstance(p, (int, np.integer, slice)) or p is None or p is Ellipsis for p in parts)
 
 
-class GetItem(Function):
+class GetitemFunction(Function):
     def forward(self, a, *, index):
         self.shape, self.index = a.shape, index
         return a[index]
@@ -327,7 +327,7 @@ class GetItem(Function):
         return (full,)
 
 
-class Concatenate(Function):
+class ConcatenateFunction(Function):
     def forward(self, *arrays, axis):
         self.axis = axis
         self.sizes = [a.shape[axis] for a in arrays]
@@ -346,7 +346,7 @@ def reshape(a, shape):
         shape = tuple(a.size // known if n == -1 else n for n in shape)
     if min(shape, default=0) < 0 or int(np.prod(shape)) != a.size:
         raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) into {shape}")
-    return Reshape.apply(a, shape=shape)
+    return ReshapeFunction.apply(a, shape=shape)
 
 
 def transpose(a, axes=None):
@@ -354,7 +354,7 @@ def transpose(a, axes=None):
     axes = tuple(reversed(range(a.ndim))) if axes is None else tuple(int(i) % a.ndim for i in axes)
     if sorted(axes) != list(range(a.ndim)):
         raise ValueError(f"transpose: axes {axes} are not a permutation of the {a.ndim} axes of shape {a.shape}")
-    return Transpose.apply(a, axes=axes)
+    return TransposeFunction.apply(a, axes=axes)
 
 
 def getitem(a, index):
@@ -362,7 +362,7 @@ def getitem(a, index):
         index = index.data
     elif isinstance(index, tuple):
         index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    return GetItem.apply(a, index=index)
+    return GetitemFunction.apply(a, index=index)
 
 
 def concatenate(tensors, axis=-1):
@@ -379,7 +379,7 @@ def concatenate(tensors, axis=-1):
             raise ValueError(
                 f"concatenate: shapes {shapes} differ outside the concatenation axis {axis}"
             )
-    return Concatenate.apply(*tensors, axis=axis)
+    return ConcatenateFunction.apply(*tensors, axis=axis)
 
 
 def stack(tensors, axis=0):
@@ -392,7 +392,7 @@ def stack(tensors, axis=0):
 # --------------------------------------------------------------------------- dtype and device
 
 
-class Cast(Function):
+class CastFunction(Function):
     def forward(self, a, *, dtype):
         self.dtype = a.dtype
         return a.astype(dtype)
@@ -401,7 +401,7 @@ class Cast(Function):
         return (grad.astype(self.dtype),)
 
 
-class ToDevice(Function):
+class ToDeviceFunction(Function):
     def forward(self, a, *, device):
         self.device = "cpu" if array_module(a) is np else "cuda"
         return _to_device(a, device)
@@ -414,10 +414,10 @@ def cast(a, dtype):
     a = as_tensor(a)
     if a.dtype == np.dtype(dtype):
         return a
-    return Cast.apply(a, dtype=np.dtype(dtype))
+    return CastFunction.apply(a, dtype=np.dtype(dtype))
 
 
 def to_device(a, device):
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    return ToDevice.apply(a, device=device)
+    return ToDeviceFunction.apply(a, device=device)

@@ -10,7 +10,7 @@ from . import math
 __all__ = ["dense", "dropout", "flatten", "zero_padding2d", "rescaling", "add_n"]
 
 
-class Dense(Function):
+class DenseFunction(Function):
     """y = x @ kernel + bias, x (N, in), kernel (in, out), bias (out,) or None."""
 
     def forward(self, x, kernel, bias):
@@ -34,10 +34,10 @@ def dense(x, kernel, bias=None):
             f"dense: expected x (batch, {kernel.shape[0] if kernel.ndim == 2 else 'in'}) and kernel "
             f"(in, out), got x {x.shape} and kernel {kernel.shape}"
         )
-    return Dense.apply(x, kernel, bias)
+    return DenseFunction.apply(x, kernel, bias)
 
 
-class Dropout(Function):
+class DropoutFunction(Function):
     """Inverted dropout: keep each value with probability 1 - rate and scale it by 1 / (1 - rate)."""
 
     def forward(self, x, *, rate, rng, noise_shape):
@@ -70,7 +70,7 @@ def dropout(x, rate, seed=None, noise_shape=None):
     else:
         noise_shape = tuple(n if n is not None else m for n, m in zip(noise_shape, x.shape))
         np.broadcast_shapes(noise_shape, x.shape)
-    return Dropout.apply(x, rate=rate, rng=rng, noise_shape=noise_shape)
+    return DropoutFunction.apply(x, rate=rate, rng=rng, noise_shape=noise_shape)
 
 
 def flatten(x):
@@ -79,7 +79,7 @@ def flatten(x):
     return math.reshape(x, (x.shape[0], int(np.prod(x.shape[1:]))))
 
 
-class ZeroPadding2D(Function):
+class ZeroPadding2dFunction(Function):
     def forward(self, x, *, padding):
         (top, bottom), (left, right) = self.padding = padding
         return array_module(x).pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
@@ -95,7 +95,7 @@ def zero_padding2d(x, padding=((1, 1), (1, 1))):
     if x.ndim != 4:
         raise ValueError(f"zero_padding2d: expected a 4-D NHWC input, got shape {x.shape}")
     padding = tuple((int(a), int(b)) for a, b in padding)
-    return ZeroPadding2D.apply(x, padding=padding)
+    return ZeroPadding2dFunction.apply(x, padding=padding)
 
 
 def rescaling(x, scale, offset=0.0):

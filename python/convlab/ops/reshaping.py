@@ -46,7 +46,7 @@ def bilinear_matrix(size_in, factor, dtype=np.float64):
     return matrix
 
 
-class UpSampling2DNearest(Function):
+class Upsampling2dNearestFunction(Function):
     def forward(self, x, *, size):
         self.size = size
         return x.repeat(size[0], axis=1).repeat(size[1], axis=2)
@@ -57,7 +57,7 @@ class UpSampling2DNearest(Function):
         return (blocks.sum(axis=(2, 4)),)
 
 
-class UpSampling2DBilinear(Function):
+class Upsampling2dBilinearFunction(Function):
     def forward(self, x, *, size):
         xp = array_module(x)
         n, height, width, channels = x.shape
@@ -88,7 +88,7 @@ def upsampling2d(x, size=(2, 2), interpolation="nearest"):
     size = (int(size[0]), int(size[1]))
     if min(size) < 1:
         raise ValueError(f"upsampling2d: size must be two ints >= 1, got {size}")
-    function = UpSampling2DNearest if interpolation == "nearest" else UpSampling2DBilinear
+    function = Upsampling2dNearestFunction if interpolation == "nearest" else Upsampling2dBilinearFunction
     return function.apply(x, size=size)
 
 
