@@ -10,6 +10,7 @@ from collections import defaultdict
 import pytest
 
 _medians = defaultdict(dict)  # case -> {"convlab": seconds, "torch": seconds}
+_tables = defaultdict(lambda: defaultdict(dict))  # title -> row -> {column: text}
 
 
 @pytest.fixture
@@ -26,6 +27,31 @@ def record(benchmark):
     return run
 
 
+@pytest.fixture
+def record_value():
+    """record_value(table, row, column, text): one cell of an extra table printed after the
+    timings (peak memory, thread scaling: what is not a benchmark median)."""
+
+    def put(table, row, column, text):
+        _tables[table][row][column] = text
+
+    return put
+
+
+def _write_tables(write):
+    for title, rows in _tables.items():
+        columns = list(dict.fromkeys(column for cells in rows.values() for column in cells))
+        first = max(len("case"), *(len(row) for row in rows))
+        widths = [max(len(column), *(len(cells.get(column, "-")) for cells in rows.values())) for column in columns]
+        write("")
+        write(title)
+        write("| " + " | ".join(["case".ljust(first)] + [c.rjust(w) for c, w in zip(columns, widths)]) + " |")
+        write("|" + "|".join("-" * (w + 2) for w in [first] + widths) + "|")
+        for row, cells in rows.items():
+            write("| " + " | ".join([row.ljust(first)] + [cells.get(c, "-").rjust(w) for c, w in zip(columns, widths)])
+                  + " |")
+
+
 def _commit():
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -35,7 +61,7 @@ def _commit():
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not _medians:
+    if not _medians and not _tables:
         return
     write = terminalreporter.write_line
     cpu = platform.processor() or platform.machine()
@@ -58,3 +84,4 @@ def pytest_terminal_summary(terminalreporter):
         ratio = f"{theirs / ours:13.2f}" if ours and theirs else f"{'-':>13}"
         fmt = lambda t: f"{1e3 * t:.2f}" if t else "-"
         write(f"| {case:<58} | {fmt(ours):>10} | {fmt(theirs):>9} | {ratio} |")
+    _write_tables(write)

@@ -6,15 +6,17 @@
     serialize_object / deserialize_object   {"class_name", "config"} for losses, metrics,
                        optimizers and schedules (looked up by name; configs are data, not code)
     to_categorical(y, num_classes=None)   int labels -> one-hot rows (keras.utils.to_categorical)
+    profile(model, x, training=True)      where a step's time goes, layer by layer (convlab.profiling)
 """
 
 import random
 import re
+import sys
 
 import numpy as np
 
 __all__ = ["set_seed", "generator", "clear_session", "unique_name", "to_snake_case", "floatx", "set_floatx",
-           "serialize_object", "deserialize_object", "to_categorical"]
+           "serialize_object", "deserialize_object", "to_categorical", "profile"]
 
 _rng = np.random.default_rng()
 _name_counts = {}
@@ -124,3 +126,27 @@ def to_categorical(y, num_classes=None, dtype="float32"):
     categorical = np.zeros((flat.size, int(num_classes)), dtype=dtype)
     categorical[np.arange(flat.size), flat] = 1
     return categorical.reshape(tuple(shape) + (int(num_classes),))
+
+
+def profile(model, x, training=True, repeats=5, warmup=1, file=sys.stdout, **peaks):
+    """Time one step of `model` on the batch `x` layer by layer and print a roofline table: FLOPs,
+    bytes, forward and backward time, GFLOP/s and GB/s against the machine's peaks. Returns the
+    rows as dicts. See convlab.profiling for the cost model, the peaks and how times are taken."""
+    from .profiling import profile as profile_model  # imported here: it needs the layers, which need utils
+
+    return profile_model(model, x, training=training, repeats=repeats, warmup=warmup, file=file, **peaks)
+
+
+# Keras keeps its image helpers in keras.utils too (Deep Learning with Python, 2nd ed., calls
+# keras.utils.load_img, img_to_array, array_to_img and image_dataset_from_directory): the same
+# functions as convlab.data's, looked up when first asked for (convlab.data needs the layers,
+# which need this module).
+_DATA_FUNCTIONS = ("load_img", "img_to_array", "array_to_img", "save_img", "image_dataset_from_directory")
+
+
+def __getattr__(name):
+    if name in _DATA_FUNCTIONS:
+        from . import data
+
+        return getattr(data, name)
+    raise AttributeError(f"module 'convlab.utils' has no attribute {name!r}")
