@@ -11,6 +11,7 @@
 
 #include <omp.h>
 
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -20,6 +21,10 @@
 #include "bindings/kernel_table.h"
 #include "common/geometry.h"
 #include "cpu/kernels.h"
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace py = pybind11;
 using namespace convlab;
@@ -173,4 +178,29 @@ PYBIND11_MODULE(_cpu, m) {
 
   m.def("num_threads", []() { return omp_get_max_threads(); },
         "OpenMP threads the kernels use (set OMP_NUM_THREADS before import to change).");
+
+  // Memory allocator tuning. A training step allocates and frees the same few arrays of
+  // MiBs every step (activations, gradients, kernel outputs). With glibc's defaults most of
+  // them come from fresh mmap'd or re-grown heap pages each time, and the kernel then
+  // takes a page fault and zeroes 4 KiB for every page the step first touches: 40% of the
+  // MNIST convnet's training step on one core (31 ms -> 18 ms with the settings below).
+  // Keeping blocks up to 32 MiB in the heap and letting it hold up to 64 MiB of free
+  // space at its top (256 MiB before it is trimmed) lets the next step reuse those pages.
+  // The cost is that much memory kept by the process after large arrays are freed.
+  // Opt out with CONVLAB_MALLOC_TUNING=0; a setting already made through glibc's own
+  // MALLOC_*_ environment variables is left as it is.
+  py::dict tuning;
+#if defined(__GLIBC__)
+  const char* opt_out = std::getenv("CONVLAB_MALLOC_TUNING");
+  if (!(opt_out && std::string(opt_out) == "0")) {
+    const auto set = [&](const char* variable, int parameter, int value, const char* name) {
+      if (std::getenv(variable)) return;
+      if (mallopt(parameter, value) == 1) tuning[name] = value;
+    };
+    set("MALLOC_MMAP_THRESHOLD_", M_MMAP_THRESHOLD, 32 << 20, "mmap_threshold");
+    set("MALLOC_TRIM_THRESHOLD_", M_TRIM_THRESHOLD, 256 << 20, "trim_threshold");
+    set("MALLOC_TOP_PAD_", M_TOP_PAD, 64 << 20, "top_pad");
+  }
+#endif
+  m.attr("malloc_tuning") = tuning;
 }
