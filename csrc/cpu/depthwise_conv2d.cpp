@@ -39,7 +39,7 @@
 //                    hot loop stays in T, and the result does not depend on scheduling.
 //
 // sum_of_products keeps its partial sums in registers: it walks the channels in blocks of
-// 8 AVX2 registers and, for one block, runs over all the terms before storing, so a
+// 8 vector registers and, for one block, runs over all the terms before storing, so a
 // multiply-add costs two loads instead of the three loads and a store of adding each tap
 // into y. With stride 1, four neighbouring pixels whose windows lie inside the input share
 // every kernel tap and their input pixels are one pixel apart; sum_of_products<4> then
@@ -63,6 +63,7 @@
 #include <memory>
 #include <vector>
 
+#include "gemm.h"
 #include "kernels.h"
 #include "parallel.h"
 #include "window.h"
@@ -70,17 +71,12 @@
 namespace convlab::cpu {
 namespace {
 
-// One AVX2 register of T as a GCC/Clang vector type: + and * on it act lane by lane, and
+// One register of T (the build machine's width, kVectorBytes in gemm.h: 16 floats with
+// AVX-512, 8 with AVX2) as a GCC/Clang vector type: + and * on it act lane by lane, and
 // std::memcpy to or from memory compiles to one unaligned load or store.
 template <typename T>
-struct Simd;
-template <>
-struct Simd<float> {
-  typedef float type __attribute__((vector_size(32)));
-};
-template <>
-struct Simd<double> {
-  typedef double type __attribute__((vector_size(32)));
+struct Lanes {
+  typedef T type __attribute__((vector_size(kVectorBytes)));
 };
 
 // Channels [c0, c0 + registers*lanes) of `pixels` outputs at once: output p is
@@ -92,7 +88,7 @@ template <int pixels, int registers, typename T>
 inline void sum_of_products_block(index_t terms, const T* const* a, index_t a_step,
                                   const T* const* b, const T* init, index_t c0, T* out,
                                   index_t out_step) {
-  using Vec = typename Simd<T>::type;
+  using Vec = typename Lanes<T>::type;
   constexpr index_t lanes = sizeof(Vec) / sizeof(T);
   Vec sum[pixels][registers];
 #pragma GCC unroll 8
@@ -129,7 +125,7 @@ inline void sum_of_products_block(index_t terms, const T* const* a, index_t a_st
 template <int pixels, typename T>
 void sum_of_products(index_t terms, const T* const* a, index_t a_step, const T* const* b,
                      const T* init, index_t channels, T* out, index_t out_step) {
-  constexpr index_t lanes = sizeof(typename Simd<T>::type) / sizeof(T);
+  constexpr index_t lanes = sizeof(typename Lanes<T>::type) / sizeof(T);
   constexpr int registers = 8 / pixels;  // 8 sums in registers: 1 pixel x 8, or 4 x 2
   constexpr int half = registers / 2;
   index_t c0 = 0;

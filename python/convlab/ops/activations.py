@@ -10,12 +10,16 @@ __all__ = ["relu", "relu6", "sigmoid", "tanh", "softmax", "log_softmax", "linear
 
 
 class ReluFunction(Function):
+    """max(x, 0); the gradient passes where the output is positive (where x > 0; NaN stays NaN).
+
+    One pass forward; the output, which the next layer keeps anyway, stands in for the mask."""
+
     def forward(self, x):
-        self.positive = x > 0
-        return x * self.positive
+        self.y = array_module(x).maximum(x, 0)
+        return self.y
 
     def backward(self, grad):
-        return (grad * self.positive,)
+        return (grad * (self.y > 0),)
 
 
 class Relu6Function(Function):
