@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import contextvars
 import importlib
+import math
+import os
+import threading
 
 import numpy as np
 
@@ -133,14 +136,88 @@ def launch(op: str, array, *args, variant=None):
     )
 
 
+class _PooledBuffer:
+    """One recycled block of host memory, lent to the arrays made from it.
+
+    np.asarray(self) is an array whose `.base` is this object, and every array made from
+    that one keeps it (numpy's base chain stops where the next base is not an ndarray), so
+    this object lives exactly as long as the last array or view using the block; when it
+    goes, the block goes back to its pool.
+    """
+
+    __slots__ = ("_block", "_pool")
+
+    def __init__(self, block, pool):
+        self._block, self._pool = block, pool
+
+    @property
+    def __array_interface__(self):
+        return {"shape": (self._block.nbytes,), "typestr": "|u1", "version": 3,
+                "data": (self._block.ctypes.data, False)}
+
+    def __del__(self):
+        self._pool.give(self._block)
+
+
+class _OutputPool:
+    """Blocks of at least `min_bytes` freed by kernel outputs, kept for the next output of
+    the same size (at most `limit` bytes in all).
+
+    A training step allocates the same large outputs every step. Blocks above glibc's
+    largest mmap threshold (32 MiB) are otherwise unmapped when freed and mapped afresh,
+    and the first write to each 4 KiB page of a fresh mapping costs a page fault and a
+    zeroing: about 4 ms per 63 MiB activation of the mini Xception's first block.
+    CONVLAB_OUTPUT_POOL_MIB sets the limit (0 turns the pool off; default 512).
+    """
+
+    def __init__(self, min_bytes, limit):
+        self.min_bytes, self.limit = min_bytes, limit
+        self._free = {}  # nbytes -> [block, ...]
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def take(self, nbytes):
+        with self._lock:
+            blocks = self._free.get(nbytes)
+            if blocks:
+                self._held -= nbytes
+                return blocks.pop()
+        return np.empty(nbytes, dtype=np.uint8)
+
+    def give(self, block):
+        with self._lock:
+            if self._held + block.nbytes <= self.limit:
+                self._free.setdefault(block.nbytes, []).append(block)
+                self._held += block.nbytes
+
+    def empty(self, shape, dtype):
+        """An uninitialized array from a recycled block, or None below min_bytes."""
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes < self.min_bytes or self.limit <= 0:
+            return None
+        return np.asarray(_PooledBuffer(self.take(nbytes), self)).view(dtype).reshape(shape)
+
+    def held_bytes(self):
+        return self._held
+
+
+_output_pool = _OutputPool(16 << 20, int(os.environ.get("CONVLAB_OUTPUT_POOL_MIB", "512")) << 20)
+
+
 def empty_output(reference, shape):
     """An uninitialized output on `reference`'s device, or one filled with the value of
-    kernels.fill_outputs() (tests use NaN, so an element a kernel forgets shows)."""
+    kernels.fill_outputs() (tests use NaN, so an element a kernel forgets shows). Large
+    host outputs come from the output pool (_OutputPool)."""
     xp = array_module(reference)
     fill = _output_fill.get()
+    shape = tuple(shape)
     if fill is None:
-        return xp.empty(tuple(shape), dtype=reference.dtype)
-    return xp.full(tuple(shape), fill, dtype=reference.dtype)
+        if xp is np:
+            pooled = _output_pool.empty(shape, np.dtype(reference.dtype))
+            if pooled is not None:
+                return pooled
+        return xp.empty(shape, dtype=reference.dtype)
+    return xp.full(shape, fill, dtype=reference.dtype)
 
 
 def array_module(array):
