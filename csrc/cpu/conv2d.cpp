@@ -435,7 +435,9 @@ void conv2d_backward_input_with_bias(const Conv2dGeometry& g, const T* grad_y, c
                                      const T* bias, T* grad_x) {
   const index_t Cin = g.in_channels, Cout = g.out_channels;
   if (is_pointwise(g)) {
-    // dx = dy * kernel^T; kernel^T[co, ci] lies at kernel[ci * Cout + co].
+    // dx = dy * kernel^T: the indirect conv reads dy's rows in place (no padding at all).
+    if (indirect_backward_input(g, grad_y, kernel, bias, grad_x)) return;
+    // kernel^T[co, ci] lies at kernel[ci * Cout + co].
     gemm<T>(g.out_pixels(), Cin, Cout, StridedPackA<T>{grad_y, Cout, 1},
             StridedPackB<T>{kernel, 1, Cout}, grad_x, Cin, false, bias);
     return;
