@@ -82,6 +82,8 @@ def _probe_cuda() -> CudaAvailability:
 
 
 def is_cupy_array(value) -> bool:
+    if type(value) is np.ndarray:  # the common case, answered without a string compare
+        return False
     module = type(value).__module__
     return module.startswith("cupy") and hasattr(value, "__cuda_array_interface__")
 
