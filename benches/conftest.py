@@ -74,14 +74,33 @@ def pytest_terminal_summary(terminalreporter):
     from convlab import _cpu
 
     write("")
-    write(f"convlab vs PyTorch {torch.__version__} (CPU), {cpu}, {os.cpu_count()} cores, "
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next(line for line in f if line.startswith("flags"))
+    except (OSError, StopIteration):
+        pass
+    isa = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "no AVX2"
+    write(f"convlab vs PyTorch {torch.__version__} (CPU), {cpu} ({isa}), {os.cpu_count()} cores, "
           f"convlab threads {_cpu.num_threads()}, torch threads {torch.get_num_threads()}, "
           f"commit {_commit()}")
     write(f"| {'case':<58} | {'convlab ms':>10} | {'torch ms':>9} | {'torch/convlab':>13} |")
     write(f"|{'-' * 60}|{'-' * 12}|{'-' * 11}|{'-' * 15}|")
+    fmt = lambda t: f"{1e3 * t:.2f}" if t else "-"
     for case, times in _medians.items():
+        if "convlab" not in times and "torch" not in times:
+            continue
         ours, theirs = times.get("convlab"), times.get("torch")
         ratio = f"{theirs / ours:13.2f}" if ours and theirs else f"{'-':>13}"
-        fmt = lambda t: f"{1e3 * t:.2f}" if t else "-"
         write(f"| {case:<58} | {fmt(ours):>10} | {fmt(theirs):>9} | {ratio} |")
+    within = {case: times for case, times in _medians.items() if "separable" in times or "conv2d" in times}
+    if within:
+        write("")
+        write("convlab's SeparableConv2D against its own Conv2D (conv2d / separable: the speed-up)")
+        write(f"| {'case':<58} | {'separable ms':>12} | {'conv2d ms':>9} | {'speed-up':>8} |")
+        write(f"|{'-' * 60}|{'-' * 14}|{'-' * 11}|{'-' * 10}|")
+        for case, times in within.items():
+            sep, full = times.get("separable"), times.get("conv2d")
+            ratio = f"{full / sep:8.2f}" if sep and full else f"{'-':>8}"
+            write(f"| {case:<58} | {fmt(sep):>12} | {fmt(full):>9} | {ratio} |")
     _write_tables(write)

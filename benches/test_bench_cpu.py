@@ -21,19 +21,23 @@ torch.set_num_threads(_cpu.num_threads())
 BATCH = int(os.environ.get("CONVLAB_BENCH_BATCH", 16))
 rng = np.random.default_rng(0)
 
-# (name, input HWC, filters, kernel, stride, padding); "same" cases have symmetric padding
-# so torch's explicit padding matches exactly.
+# (name, input HWC, filters, kernel, stride, padding[, batch]); "same" cases have symmetric
+# padding so torch's explicit padding matches exactly. The MNIST convnet's three layers run at
+# its training batch, 64.
 CONV_CASES = [
     ("cats-vs-dogs conv1 180x180x3->32", (180, 180, 3), 32, 3, 1, "valid"),
     ("cats-vs-dogs conv2 89x89x32->64", (89, 89, 32), 64, 3, 1, "valid"),
     ("cats-vs-dogs conv3 45x45x128->256", (45, 45, 128), 256, 3, 1, "valid"),
     ("100x100x64->64 same", (100, 100, 64), 64, 3, 1, "same"),
     ("pointwise 1x1 45x45x128->256", (45, 45, 128), 256, 1, 1, "valid"),
+    ("mnist conv1 28x28x1->32 batch 64", (28, 28, 1), 32, 3, 1, "valid", 64),
+    ("mnist conv2 13x13x32->64 batch 64", (13, 13, 32), 64, 3, 1, "valid", 64),
+    ("mnist conv3 5x5x64->128 batch 64", (5, 5, 64), 128, 3, 1, "valid", 64),
 ]
 
 
-def _nhwc(shape):
-    return rng.standard_normal((BATCH,) + shape).astype(np.float32)
+def _nhwc(shape, batch=None):
+    return rng.standard_normal((batch or BATCH,) + shape).astype(np.float32)
 
 
 def _torch_nchw(x):
@@ -49,8 +53,8 @@ def _torch_oihw(kernel):
 @pytest.mark.parametrize("case", CONV_CASES, ids=[c[0] for c in CONV_CASES])
 @pytest.mark.parametrize("pass_", ["forward", "backward_input", "backward_kernel"])
 def test_conv2d(record, case, pass_, impl):
-    name, shape, filters, k, stride, padding = case
-    x = _nhwc(shape)
+    name, shape, filters, k, stride, padding = case[:6]
+    x = _nhwc(shape, case[6] if len(case) > 6 else None)
     w = (rng.standard_normal((k, k, shape[2], filters)) / np.sqrt(k * k * shape[2])).astype(np.float32)
     y = kernels.conv2d_forward(x, w, strides=stride, padding=padding)
     gy = rng.standard_normal(y.shape).astype(np.float32)
@@ -109,11 +113,17 @@ def test_conv2d_transpose(record, pass_, impl):
         record(f"conv2d_transpose {pass_} 50x50x128->128 s2 same", impl, fn)
 
 
+# The mini Xception's first and third blocks.
+DEPTHWISE_SHAPES = [(176, 176, 32), (45, 45, 128)]
+
+
 @pytest.mark.parametrize("impl", ["convlab", "torch"])
+@pytest.mark.parametrize("shape", DEPTHWISE_SHAPES, ids=["x".join(map(str, s)) for s in DEPTHWISE_SHAPES])
 @pytest.mark.parametrize("pass_", ["forward", "backward_input", "backward_kernel"])
-def test_depthwise_conv2d(record, pass_, impl):
-    x = _nhwc((45, 45, 128))
-    w = (rng.standard_normal((3, 3, 128, 1)) / 3).astype(np.float32)
+def test_depthwise_conv2d(record, pass_, shape, impl):
+    channels = shape[2]
+    x = _nhwc(shape)
+    w = (rng.standard_normal((3, 3, channels, 1)) / 3).astype(np.float32)
     y = kernels.depthwise_conv2d_forward(x, w, padding="same")
     gy = rng.standard_normal(y.shape).astype(np.float32)
     if impl == "convlab":
@@ -126,17 +136,36 @@ def test_depthwise_conv2d(record, pass_, impl):
         }[pass_]
     else:
         xt, gyt = _torch_nchw(x), _torch_nchw(gy)
-        wt = torch.from_numpy(np.ascontiguousarray(w.transpose(2, 3, 0, 1)))  # (128, 1, 3, 3)
-        args = (None, [1, 1], [1, 1], [1, 1], False, [0, 0], 128)
+        wt = torch.from_numpy(np.ascontiguousarray(w.transpose(2, 3, 0, 1)))  # (C, 1, 3, 3)
+        args = (None, [1, 1], [1, 1], [1, 1], False, [0, 0], channels)
         fn = {
-            "forward": lambda: F.conv2d(xt, wt, padding=1, groups=128),
+            "forward": lambda: F.conv2d(xt, wt, padding=1, groups=channels),
             "backward_input": lambda: torch.ops.aten.convolution_backward(
                 gyt, xt, wt, *args, [True, False, False]),
             "backward_kernel": lambda: torch.ops.aten.convolution_backward(
                 gyt, xt, wt, *args, [False, True, False]),
         }[pass_]
     with torch.no_grad():
-        record(f"depthwise_conv2d {pass_} 45x45x128 3x3 same", impl, fn)
+        record(f"depthwise_conv2d {pass_} {'x'.join(map(str, shape))} 3x3 same", impl, fn)
+
+
+@pytest.mark.parametrize("impl", ["separable", "conv2d"])
+@pytest.mark.parametrize("channels", [64, 128])
+def test_separable_against_conv2d(record, channels, impl):
+    """SeparableConv2D (depthwise 3x3, then pointwise) against a full Conv2D with the same
+    channels, both convlab, forward: 45x45, batch 16. The separable conv does
+    (9 + channels) / (9 * channels) of the full conv's multiply-adds (7.9x fewer at 64)."""
+    x = _nhwc((45, 45, channels))
+    depthwise = (rng.standard_normal((3, 3, channels, 1)) / 3).astype(np.float32)
+    pointwise = (rng.standard_normal((1, 1, channels, channels)) / np.sqrt(channels)).astype(np.float32)
+    full = (rng.standard_normal((3, 3, channels, channels)) / np.sqrt(9 * channels)).astype(np.float32)
+    if impl == "separable":
+        def fn():
+            return kernels.conv2d_forward(kernels.depthwise_conv2d_forward(x, depthwise, padding="same"), pointwise)
+    else:
+        def fn():
+            return kernels.conv2d_forward(x, full, padding="same")
+    record(f"separable vs conv2d forward 45x45x{channels}->{channels} 3x3 same", impl, fn)
 
 
 @pytest.mark.parametrize("impl", ["convlab", "torch"])
