@@ -311,6 +311,17 @@ class TrainingMixin:
             raise ValueError(f"{where}: {what} must be a list or dict with one entry per output {names}")
         return [value] * len(names)
 
+    def _targets_by_output(self, y, where):
+        """y as given, or a dict {output name: targets} (Keras' form) as a list in output order."""
+        if not isinstance(y, dict):
+            return y
+        names = self._output_names()
+        unknown, missing = sorted(set(y) - set(names)), [n for n in names if n not in y]
+        if unknown or missing:
+            raise ValueError(f"{where}: the keys of y must be the output names {names}; unknown {unknown}, "
+                             f"missing {missing}")
+        return [y[n] for n in names]
+
     def _metric_lists(self, metrics, names):
         if metrics is None:
             return [[] for _ in names]
@@ -455,6 +466,7 @@ class TrainingMixin:
         where = f"Model '{self.name}'.{what}"
         if x is None:
             raise ValueError(f"{where}: x is required")
+        y = self._targets_by_output(y, where)
         if _is_array_like(x):
             xs = [_as_array(v) for v in _as_list(x)]
             ys = None if y is None else [_as_array(v) for v in _as_list(y)]
@@ -535,6 +547,7 @@ class TrainingMixin:
             if not _is_array_like(x):
                 raise ValueError(f"{where}: validation_split needs array inputs; split a dataset yourself "
                                  "(image_dataset_from_directory(..., validation_split=, subset=))")
+            y = self._targets_by_output(y, where)
             xs, ys = [_as_array(v) for v in _as_list(x)], [_as_array(v) for v in _as_list(y)] if y is not None else None
             count = len(xs[0])
             if count == 0:
@@ -682,6 +695,7 @@ class TrainingMixin:
 
     def _on_batch(self, what, step, x, y, return_dict):
         self._require_compiled(what)
+        y = self._targets_by_output(y, f"Model '{self.name}'.{what}")
         xs, ys = [_as_array(v) for v in _as_list(x)], [_as_array(v) for v in _as_list(y)]
         self._check_arrays(what, xs, ys)
         self._reset_metrics()

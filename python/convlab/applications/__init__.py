@@ -12,7 +12,8 @@
     imagenet_utils  preprocess_input, decode_predictions and the 1000 ImageNet class names
     geron         Géron's ch. 14 nets: fashion_mnist_convnet, lenet5, alexnet, inception_module, googlenet,
                   resnet34, geron_resnet50 (the chapter's bottleneck ResNet-50, SE variants),
-                  geron_xception, squeeze_excite
+                  geron_xception, squeeze_excite, localization_model (class + box heads),
+                  fcn_segmentation (FCN-8s-style skips), bilinear_upsampling_kernel
 """
 
 from .book_models import (  # noqa: F401
@@ -25,7 +26,8 @@ from .resnet50 import resnet50, resnet50 as ResNet50, torchvision_resnet50  # no
 from .mobilenet_v2 import mobilenet_v2, mobilenet_v2 as MobileNetV2  # noqa: F401
 from .weight_import import TORCHVISION_VGG16, load_keras_weights, load_torch_state_dict  # noqa: F401
 from .geron import (  # noqa: F401
-    alexnet, fashion_mnist_convnet, googlenet, inception_module, lenet5, resnet34, squeeze_excite,
+    alexnet, bilinear_upsampling_kernel, fashion_mnist_convnet, fcn_segmentation, googlenet, inception_module, lenet5,
+    localization_model, resnet34, squeeze_excite,
 )
 from .geron import resnet50 as geron_resnet50, xception as geron_xception  # noqa: F401
 from . import imagenet_utils  # noqa: F401

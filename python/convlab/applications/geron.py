@@ -9,6 +9,10 @@ Keras' application signature (input_shape, classes, include_top).
     xception                entry flow, middle flow (8 blocks), exit flow, as keras.applications builds it
     squeeze_excite          the SE block (GAP -> dense C/16 relu -> dense C sigmoid -> scale), and
                             SE-ResNet through resnet34/resnet50(squeeze_excite=True)
+    localization_model      classification and localization: a convnet base, a softmax class head
+                            and a 4-unit box head, compiled with Géron's two losses and weights
+    fcn_segmentation        an FCN-8s-style segmentation net: class scores upsampled by transposed
+                            convs and fused with the scores of two lower layers (skip connections)
 
 Every function builds the full-size net by default (its parameter count is checked in
 tests/test_geron_architectures.py against PyTorch modules built there and published
@@ -16,11 +20,13 @@ totals); `width` (a multiplier of every layer's filters and units) and the block
 scale a net down to something a CPU trains in seconds.
 """
 
+import numpy as np
+
 from .. import layers
 from ..models import Model
 
 __all__ = ["fashion_mnist_convnet", "lenet5", "alexnet", "inception_module", "googlenet", "resnet34", "resnet50",
-           "xception", "squeeze_excite"]
+           "xception", "squeeze_excite", "localization_model", "fcn_segmentation", "bilinear_upsampling_kernel"]
 
 
 def _scaled(filters, width):
@@ -349,3 +355,181 @@ def xception(input_shape=(299, 299, 3), classes=1000, include_top=True, width=1.
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = _classifier(x, classes)
     return Model(inputs, x, name="xception")
+
+
+# ---------------------------------------------------------------------------- classification and localization
+
+BOX_FORMAT = "center"  # the box head's (center_y, center_x, height, width), fractions of the image side
+
+
+def _check_filters(filters, where, minimum=1):
+    filters = tuple(filters) if isinstance(filters, (list, tuple)) else filters
+    if not isinstance(filters, tuple) or len(filters) < minimum or any(
+            isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 1 for f in filters):
+        raise ValueError(f"{where}: filters must be a list of at least {minimum} positive ints (one width per "
+                         f"stage), got {filters!r}")
+    return tuple(int(f) for f in filters)
+
+
+def _localization_base(input_shape, filters):
+    """Per stage: Conv 3x3 same (no bias) -> BN -> relu -> 2x2 max pool, so the last map is
+    input / 2**len(filters) a side."""
+    inputs = layers.Input(shape=input_shape)
+    x = layers.Rescaling(1.0 / 255, name="rescaling")(inputs)
+    for stage, width in enumerate(filters, start=1):
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{stage}_conv")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"block{stage}_bn")(x)
+        x = layers.Activation("relu", name=f"block{stage}_relu")(x)
+        x = layers.MaxPooling2D(2, name=f"block{stage}_pool")(x)
+    return inputs, x
+
+
+def localization_model(input_shape=None, classes=3, base=None, filters=(16, 32, 64, 128), pooling="flatten",
+                       dense_units=None, box_activation="sigmoid", optimizer="adam", loss_weights=(0.8, 0.2)):
+    """Classification and localization (Géron, ch. 14): one convnet base, two heads.
+
+        class  Dense(classes, softmax)  sparse categorical crossentropy, weight 0.8
+        box    Dense(4, box_activation)  mean squared error, weight 0.2
+
+    compiled as the chapter does: loss=["sparse_categorical_crossentropy", "mse"],
+    loss_weights=[0.8, 0.2], metrics accuracy on the class output. fit takes
+    y=[labels, boxes].
+
+    Boxes are (center_y, center_x, height, width) as fractions of the image side, so every
+    number lies in [0, 1] (the chapter's advice: normalized coordinates); the sigmoid keeps
+    the predictions there too (box_activation=None gives the chapter's linear head). This is
+    convlab.detection's "center" format, so paired_iou(true, predicted, box_format="center")
+    scores the predictions. (Géron also suggests predicting the square roots of height and
+    width, which weighs an error on a small box more; the plain values are kept here.)
+
+    base: None builds a small convnet from scratch on input_shape (default 64x64x3): per
+        width in `filters`, Conv 3x3 (no bias) -> BN -> relu -> 2x2 max pool, after a
+        Rescaling(1/255). Or a Model without its top (one input, a 4-D feature map out), such
+        as Géron's applications.geron_xception(include_top=False); input_shape then defaults
+        to its input.
+    pooling: "avg" (global average pooling, as Géron heads a pretrained Xception) or
+        "flatten" (the default: keeps where in the map a feature fired, which a net trained
+        from scratch needs to place the box; averaging leaves only what padding reveals).
+    dense_units: None, or the width of a shared Dense relu layer between pooling and heads.
+    optimizer: anything compile takes ("adam", an optimizers.SGD(...)).
+    """
+    if base is None:
+        input_shape = (64, 64, 3) if input_shape is None else tuple(input_shape)
+        filters = _check_filters(filters, "localization_model")
+        inputs, x = _localization_base(input_shape, filters)
+    else:
+        if not isinstance(base, Model) or len(base.inputs) != 1 or len(base.outputs) != 1 \
+                or len(base.outputs[0].shape) != 4:
+            raise ValueError(f"localization_model: base must be a Model with one input and one 4-D feature map "
+                             f"output (include_top=False), got {base!r}")
+        if input_shape is not None and tuple(input_shape) != tuple(base.inputs[0].shape[1:]):
+            raise ValueError(f"localization_model: input_shape {tuple(input_shape)} differs from the base's "
+                             f"input {tuple(base.inputs[0].shape[1:])}; leave input_shape=None with a base")
+        inputs, x = base.inputs[0], base.outputs[0]
+    if pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "flatten":
+        x = layers.Flatten(name="flatten")(x)
+    else:
+        raise ValueError(f"localization_model: pooling must be 'avg' or 'flatten', got {pooling!r}")
+    if dense_units is not None:
+        if isinstance(dense_units, bool) or not isinstance(dense_units, (int, np.integer)) or dense_units < 1:
+            raise ValueError(f"localization_model: dense_units must be None or a positive int, got {dense_units!r}")
+        x = layers.Dense(int(dense_units), activation="relu", name="shared_dense")(x)
+    class_output = _classifier(x, classes, name="class")
+    box_output = layers.Dense(4, activation=box_activation, name="box")(x)
+    model = Model(inputs, [class_output, box_output], name="localization_model")
+    model.compile(optimizer=optimizer, loss=["sparse_categorical_crossentropy", "mse"],
+                  loss_weights=list(loss_weights), metrics=[["accuracy"], []])
+    return model
+
+
+# ---------------------------------------------------------------------------- fully convolutional segmentation
+
+
+def bilinear_upsampling_kernel(factor, channels):
+    """The Conv2DTranspose kernel (2 factor, 2 factor, channels, channels) that upsamples
+    each channel by `factor` with bilinear interpolation (FCN's initialization of its
+    upsampling layers): channel c reads only channel c, through the separable tent
+    1 - |i - center| / factor, center = factor - 1/2.
+
+    With strides=factor and padding="same" (Keras' padding: factor // 2 rows before, for an
+    even factor), input pixel j's tent is centered on output coordinate factor * (j + 1/2),
+    where that pixel's center lies once enlarged, so away from the borders the layer gives
+    the same values as bilinear resizing (half-pixel centers, torch's align_corners=False).
+    """
+    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
+        raise ValueError(f"bilinear_upsampling_kernel: factor must be a positive int, got {factor!r}")
+    if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
+        raise ValueError(f"bilinear_upsampling_kernel: channels must be a positive int, got {channels!r}")
+    size = 2 * int(factor)
+    tent = 1 - np.abs(np.arange(size) - (factor - 0.5)) / factor
+    kernel = np.zeros((size, size, channels, channels))
+    for channel in range(channels):
+        kernel[:, :, channel, channel] = np.outer(tent, tent)
+    return kernel
+
+
+def fcn_segmentation(input_shape=(32, 32, 3), classes=3, filters=(16, 32, 64), head_filters=None, bilinear=True):
+    """A fully convolutional segmentation net with FCN-8s' skip connections (Long et al.,
+    the chapter's figure of upsampling with skip layers), scaled down:
+
+        Rescaling(1/255)
+        per width f in filters: Conv(f, 3, same, relu) x2 -> max pool 2     ("blockN", as VGG's)
+        fc6 Conv(head_filters, 3, same, relu), fc7 Conv(head_filters, 1, relu)   (the dense layers as convs)
+        score_fr  Conv(classes, 1)                                    class scores at 1/2**n
+        upscore2  ConvT(classes, 4, s2, same) + score of the pool one level up (1x1 conv)   -> 1/2**(n-1)
+        upscore4  ConvT(classes, 4, s2, same) + score of the pool two levels up (1x1 conv)  -> 1/2**(n-2)
+        upscore_final  ConvT(classes, 2k, sk, same) with k = 2**(n-2), to full size; softmax per pixel
+
+    With five stages this is FCN-8s' geometry (scores at 1/32, skips from 1/16 and 1/8, a
+    final x8). The default three stages go down to 1/8, as the book's Conv2DTranspose
+    segmentation net (applications.segmentation_net) does, with the same widths (16, 32,
+    64): the skips then come from 1/4 and 1/2 and the last upsampling is x2.
+
+    As in the paper, the transposed convs have no bias and start as bilinear interpolation
+    (bilinear=False: Glorot like every other kernel), and the skip scores start at zero, so
+    the untrained net predicts the coarse scores upsampled and learns what the finer layers
+    add. Every layer here is learnable. head_filters defaults to 2 * filters[-1].
+    """
+    filters = _check_filters(filters, "fcn_segmentation", minimum=3)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"fcn_segmentation: input_shape must be (height, width, channels), got {input_shape!r}")
+    reduction = 2 ** len(filters)
+    for side in input_shape[:2]:
+        if side is not None and side % reduction:
+            raise ValueError(f"fcn_segmentation: the image sides must be multiples of {reduction} (2 to the number "
+                             f"of stages, {len(filters)}) so the skips line up, got input_shape {input_shape!r}")
+    if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)) or classes < 1:
+        raise ValueError(f"fcn_segmentation: classes must be a positive int, got {classes!r}")
+    head_filters = 2 * filters[-1] if head_filters is None else head_filters
+    if isinstance(head_filters, bool) or not isinstance(head_filters, (int, np.integer)) or head_filters < 1:
+        raise ValueError(f"fcn_segmentation: head_filters must be a positive int, got {head_filters!r}")
+
+    inputs = layers.Input(shape=input_shape)
+    x = layers.Rescaling(1.0 / 255, name="rescaling")(inputs)
+    pools = []
+    for stage, width in enumerate(filters, start=1):
+        for conv in (1, 2):
+            x = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"block{stage}_conv{conv}")(x)
+        x = layers.MaxPooling2D(2, name=f"block{stage}_pool")(x)
+        pools.append(x)
+    x = layers.Conv2D(int(head_filters), 3, padding="same", activation="relu", name="fc6")(x)
+    x = layers.Conv2D(int(head_filters), 1, activation="relu", name="fc7")(x)
+    score = layers.Conv2D(classes, 1, name="score_fr")(x)
+    upsampling = []
+    for level, stage in ((2, len(filters) - 1), (4, len(filters) - 2)):
+        up = layers.Conv2DTranspose(classes, 4, strides=2, padding="same", use_bias=False, name=f"upscore{level}")
+        skip = layers.Conv2D(classes, 1, kernel_initializer="zeros", name=f"score_pool{stage}")(pools[stage - 1])
+        score = layers.add([up(score), skip], name=f"fuse_pool{stage}")
+        upsampling.append((up, 2))
+    factor = 2 ** (len(filters) - 2)
+    final = layers.Conv2DTranspose(classes, 2 * factor, strides=factor, padding="same", use_bias=False,
+                                   name="upscore_final")
+    outputs = layers.Activation("softmax", name="softmax")(final(score))
+    upsampling.append((final, factor))
+    if bilinear:
+        for layer, layer_factor in upsampling:
+            layer.set_weights([bilinear_upsampling_kernel(layer_factor, classes).astype(layer.kernel.dtype)])
+    return Model(inputs, outputs, name="fcn_segmentation")
