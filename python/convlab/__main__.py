@@ -5,6 +5,10 @@ Commands:
   train segmentation  the Conv2DTranspose segmentation net on the synthetic shapes masks
   train xception      the mini Xception on the synthetic shapes classification task
   train detection     a YOLO-style grid detector on multi-shape scenes; prints mAP@0.5
+  train localization  Géron's class + box model on the shapes; prints accuracy and mean box IoU
+  train fcn           an FCN-8s-style segmentation net (skip connections) on the shapes trimaps
+  train transfer      the pretrained EfficientNet-Lite0 on few labels: from scratch vs feature
+                      extraction vs fine-tuning; prints the three test accuracies
   classify IMAGE...   the pretrained EfficientNet-Lite0's top ImageNet classes for each image
   visualize MODEL IMAGE --out DIR
                       activation grids, filter weights, filter patterns, Grad-CAM for one image
@@ -29,6 +33,9 @@ def _info(argv) -> int:
 
     print(f"convlab {convlab.__version__}")
     print(f"CPU kernels: convlab._cpu, {_cpu.num_threads()} OpenMP threads")
+    tuning = getattr(_cpu, "malloc_tuning", {})
+    print("memory allocator: " + (", ".join(f"{k}={v >> 20} MiB" for k, v in tuning.items())
+                                  if tuning else "glibc defaults (CONVLAB_MALLOC_TUNING=0, or not glibc)"))
     print("CUDA kernels on the CPU: convlab._cuda_host (convlab.kernels.host_executor())")
     try:
         from convlab import _cuda
@@ -45,6 +52,9 @@ _TRAIN_DEFAULTS = {  # job: (epochs, batch size)
     "segmentation": (30, 32),
     "xception": (15, 32),
     "detection": (12, 32),
+    "localization": (15, 32),
+    "fcn": (30, 32),
+    "transfer": (20, 32),
 }
 
 
@@ -76,6 +86,19 @@ def _train(argv) -> int:
         train_detection(epochs=args.epochs or epochs, batch_size=args.batch_size or batch_size,
                         device=args.device, out=args.out or "convlab-runs/detection", seed=args.seed,
                         quiet=args.quiet)
+        return 0
+    if args.job in ("localization", "fcn"):
+        from convlab import localization_job
+
+        getattr(localization_job, f"train_{args.job}")(
+            epochs=args.epochs or epochs, batch_size=args.batch_size or batch_size, device=args.device,
+            out=args.out or f"convlab-runs/{args.job}", seed=args.seed, quiet=args.quiet)
+        return 0
+    if args.job == "transfer":
+        from convlab.transfer_job import train_transfer
+
+        train_transfer(epochs=args.epochs or epochs, batch_size=args.batch_size or batch_size, device=args.device,
+                       out=args.out or "convlab-runs/transfer", seed=args.seed, verbose=0 if args.quiet else 1)
         return 0
     job = getattr(jobs, f"train_{args.job}")
     job(epochs=args.epochs or epochs, batch_size=args.batch_size or batch_size, device=args.device,
