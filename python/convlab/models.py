@@ -163,8 +163,9 @@ class Model(TrainingMixin, Layer):
         keep = {id(t) for t in self.outputs}
         for node in self._nodes:
             arguments = map_structure_shapes(lambda t: values[id(t)], node.call_inputs)
-            kwargs = {k: v for k, v in node.call_kwargs.items() if k != "args"}
-            result = node.layer(arguments, *node.call_kwargs.get("args", ()), training=training, **kwargs)
+            kwargs = {k: v for k, v in node.call_kwargs.items() if k not in ("args", "training")}
+            node_training = node.call_kwargs.get("training", training)  # fixed when the model was built
+            result = node.layer(arguments, *node.call_kwargs.get("args", ()), training=node_training, **kwargs)
             for tensor, value in zip(node.outputs, result if isinstance(result, list) else [result]):
                 values[id(tensor)] = value
             for tensor in node.input_tensors:

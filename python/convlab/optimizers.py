@@ -10,6 +10,11 @@
     Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False)
         m = m + (1 - beta_1) * (g - m);  v = v + (1 - beta_2) * (g^2 - v)
         w = w - lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon)
+    Nadam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7)   (Géron's "nadam")
+        Adam with Nesterov momentum, as Keras computes it: mu_t = beta_1 * (1 - 0.5 * 0.96^t),
+        P_t = mu_1 * ... * mu_t;  m and v as Adam's;
+        m_hat = mu_{t+1} * m / (1 - P_t * mu_{t+1}) + (1 - mu_t) * g / (1 - P_t)
+        w = w - lr * m_hat / (sqrt(v / (1 - beta_2^t)) + epsilon)
 
 `learning_rate` may be a number or a schedule, a function of the step count (the number
 of updates applied so far, as in Keras, so a schedule's decay_steps are batches).
@@ -35,7 +40,7 @@ from . import utils
 from .autograd import Tensor, Variable, array_module, _to_device
 
 __all__ = [
-    "Optimizer", "SGD", "RMSprop", "Adam", "get", "serialize", "deserialize",
+    "Optimizer", "SGD", "RMSprop", "Adam", "Nadam", "get", "serialize", "deserialize",
     "LearningRateSchedule", "ExponentialDecay", "StepDecay", "PiecewiseConstantDecay", "InverseTimeDecay",
     "CosineDecay",
 ]
@@ -430,12 +435,51 @@ class Adam(Optimizer):
                     amsgrad=self.amsgrad)
 
 
-_OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}
+class Nadam(Optimizer):
+    """Adam with Nesterov momentum (Dozat, 2016), with Keras' momentum schedule (module doc)."""
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        for name, value in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not 0 <= value < 1:
+                raise ValueError(f"Nadam: {name} must be in [0, 1), got {value!r}")
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.slot_names = ("m", "v")
+        self._momentum_product = (0, 1.0)  # (t, mu_1 * ... * mu_t), rebuilt from t after set_state
+
+    def _momentum(self, t):
+        return self.beta_1 * (1 - 0.5 * 0.96 ** t)
+
+    def _product_through(self, t):
+        done, product = self._momentum_product
+        if done != t:
+            if done == t - 1:
+                product *= self._momentum(t)
+            else:
+                product = math.prod(self._momentum(i) for i in range(1, t + 1))
+            self._momentum_product = (t, product)
+        return product
+
+    def update(self, w, g, slots, lr):
+        xp = array_module(w)
+        m, v = slots
+        t = self.iterations  # already advanced: the first update uses t = 1
+        mu, mu_next, product = self._momentum(t), self._momentum(t + 1), self._product_through(t)
+        m += (1 - self.beta_1) * (g - m)
+        v += (1 - self.beta_2) * (g * g - v)
+        m_hat = (mu_next / (1 - product * mu_next)) * m + ((1 - mu) / (1 - product)) * g
+        w -= lr * m_hat / (xp.sqrt(v / (1 - self.beta_2 ** t)) + self.epsilon)
+
+    def get_config(self):
+        return dict(super().get_config(), beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
+
+
+_OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "nadam": Nadam}
 _BY_CLASS_NAME = {cls.__name__: cls for cls in _OPTIMIZERS.values()}
 
 
 def get(identifier):
-    """An Optimizer from a name ("sgd", "rmsprop", "adam", with Keras' defaults) or an Optimizer."""
+    """An Optimizer from a name ("sgd", "rmsprop", "adam", "nadam", with Keras' defaults) or an Optimizer."""
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, str):

@@ -6,6 +6,8 @@
     serialize_object / deserialize_object   {"class_name", "config"} for losses, metrics,
                        optimizers and schedules (looked up by name; configs are data, not code)
     to_categorical(y, num_classes=None)   int labels -> one-hot rows (keras.utils.to_categorical)
+    load_img, img_to_array, array_to_img, save_img, image_dataset_from_directory
+                       convlab.data's, also here where keras.utils has them
     profile(model, x, training=True)      where a step's time goes, layer by layer (convlab.profiling)
 """
 

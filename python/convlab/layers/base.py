@@ -9,6 +9,7 @@ A layer is called two ways, as in Keras:
 """
 
 import contextlib
+import contextvars
 import functools
 import inspect
 
@@ -19,6 +20,12 @@ from ..autograd import Tensor, Variable, _to_device, default_device, no_grad
 from ..ops import math as math_ops
 
 __all__ = ["Layer", "KerasTensor", "Node", "check_int", "is_int", "MAX_INT"]
+
+# The `training` flag of the layer call in progress. A layer called without one inside
+# another layer's call (a custom layer's `call` that runs `layer(z)`, as the books write
+# them) takes its caller's, as Keras' call context does: batch norm and dropout then train
+# when the model trains.
+_enclosing_training = contextvars.ContextVar("convlab_enclosing_training", default=None)
 
 # The kernels' geometry (csrc/common) holds sizes, strides and counts in 32-bit ints: a layer
 # refuses anything larger in its constructor, before it could reach the native binding.
@@ -159,10 +166,13 @@ class Layer:
 
     def __setattr__(self, name, value):
         # Layers kept as attributes of a layer (a custom block) are its sublayers: their
-        # weights are its weights, as in Keras.
-        if isinstance(value, Layer) and value is not self and not name.startswith("_"):
-            if value not in self._sublayers:
-                self._sublayers.append(value)
+        # weights are its weights, as in Keras. So are the layers of a list, tuple or dict
+        # attribute (Géron's `self.main_layers = [Conv2D(...), BatchNormalization(), ...]`).
+        if not name.startswith("_"):
+            items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+            for item in items:
+                if isinstance(item, Layer) and item is not self and item not in self._sublayers:
+                    self._sublayers.append(item)
         object.__setattr__(self, name, value)
 
     def _describe(self):
@@ -357,7 +367,12 @@ class Layer:
         shapes = output_shape if isinstance(output_shape, list) else [output_shape]
         dtypes = self._output_dtypes(len(shapes))
         outputs = [KerasTensor(shape, dtype) for shape, dtype in zip(shapes, dtypes)]
-        kwargs.pop("training", None)
+        # `training` given while building a functional model fixes this call's mode, as in
+        # Keras (the books' `x = base(inputs, training=False)` keeps a frozen base's batch
+        # norm in inference mode while the model trains); None follows the model's mode.
+        training = kwargs.pop("training", None)
+        if training is not None:
+            kwargs["training"] = bool(training)
         node = Node(self, inputs, outputs, dict(kwargs, args=args) if args else kwargs)
         self._inbound_nodes.append(node)
         return outputs if isinstance(output_shape, list) else outputs[0]
@@ -374,9 +389,15 @@ class Layer:
                 self._maybe_build(input_shape)
                 self._follow_input_device(inputs)
             self._check_device(inputs)
+            if training is None:  # a layer called inside another's call: the caller's mode, as in Keras
+                training = _enclosing_training.get()
             if self._call_takes_training:
                 kwargs["training"] = bool(training)
-            return self.call(inputs, *args, **kwargs)
+            token = _enclosing_training.set(training)
+            try:
+                return self.call(inputs, *args, **kwargs)
+            finally:
+                _enclosing_training.reset(token)
 
     def _follow_input_device(self, inputs):
         """Weights built by a first call on GPU data are moved to the GPU."""
