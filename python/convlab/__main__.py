@@ -62,7 +62,8 @@ def _train(argv) -> int:
     parser = ArgumentParser(prog="python -m convlab train", description="Train one of the books' models.")
     parser.add_argument("job", choices=sorted(_TRAIN_DEFAULTS), help="which model and data")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--epochs", type=int, default=None, help="default: mnist 5, segmentation 30, xception 15")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="default: " + ", ".join(f"{job} {e}" for job, (e, _) in _TRAIN_DEFAULTS.items()))
     parser.add_argument("--batch-size", type=int, default=None, help="default: mnist 64, others 32")
     parser.add_argument("--out", default=None, help="output directory (default convlab-runs/JOB)")
     parser.add_argument("--seed", type=int, default=0)
