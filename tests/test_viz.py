@@ -485,6 +485,18 @@ def test_find_last_conv_layer_passes_over_residual_1x1_projections():
     assert viz.find_last_conv_layer(model) == "pointwise"
 
 
+def test_find_last_conv_layer_keeps_a_1x1_conv_on_the_main_path():
+    """EfficientNet-Lite0's 3x3 and 5x5 convs after its stem are all depthwise; its last
+    Conv2D is the 1x1 head conv (7x7x1280 at 224x224), which no Add reads: that one, not the
+    stem, as Keras' Grad-CAM example for EfficientNet takes the head's output."""
+    from convlab import applications
+
+    model = applications.efficientnet_lite0(weights=None, input_shape=(64, 64, 3))
+    convs = [layer.name for layer in model.layers if isinstance(layer, layers.Conv2D)]
+    assert convs[0] == "stem_conv" and convs[-1] == "top_conv"
+    assert viz.find_last_conv_layer(model) == "top_conv"
+
+
 @pytest.mark.cuda
 def test_grad_cam_on_cuda_matches_the_cpu(rng):
     cupy = pytest.importorskip("cupy")

@@ -35,17 +35,30 @@ __all__ = ["find_last_conv_layer", "grad_cam", "overlay_heatmap", "resize_heatma
 
 def find_last_conv_layer(model):
     """The name of the model's last Conv2D or SeparableConv2D layer with a 4-D output,
-    passing over 1x1 convolutions.
+    passing over the 1x1 convolutions of shortcuts.
 
-    A 1x1 conv looks at no neighbourhood: in residual nets it is the strided projection of a
-    shortcut, built after the block's main path, so taken literally "the last conv layer"
-    would be a side branch. The features Grad-CAM wants are the main path's.
+    In residual nets a shortcut's strided 1x1 projection is built after the block's main
+    path and goes straight into the Add that joins them, so taken literally "the last conv
+    layer" would be that side branch; the features Grad-CAM wants are the main path's. A 1x1
+    conv on the main path (EfficientNet's and MobileNet's 1x1 head conv, whose 3x3 and 5x5
+    convs are all depthwise) is a fine choice, and is kept.
     """
+    from ..layers.merging import Add
+
     candidates = [layer for layer in model.layers
                   if isinstance(layer, (Conv2D, SeparableConv2D)) and not isinstance(layer.output, list)
                   and len(layer.output.shape) == 4]
+    readers = {}  # id(tensor) -> the layers that read it
+    for node in getattr(model, "_nodes", []):
+        for tensor in node.input_tensors:
+            readers.setdefault(id(tensor), []).append(node.layer)
+
+    def is_shortcut(layer):
+        return tuple(layer.kernel_size) == (1, 1) and any(
+            isinstance(reader, Add) for reader in readers.get(id(layer.output), []))
+
     for layer in reversed(candidates):
-        if tuple(layer.kernel_size) != (1, 1):
+        if not is_shortcut(layer):
             return layer.name
     if candidates:
         return candidates[-1].name
