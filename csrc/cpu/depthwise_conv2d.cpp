@@ -63,21 +63,13 @@
 #include <memory>
 #include <vector>
 
-#include "gemm.h"
 #include "kernels.h"
+#include "micro_kernel.h"
 #include "parallel.h"
 #include "window.h"
 
 namespace convlab::cpu {
 namespace {
-
-// One register of T (the build machine's width, kVectorBytes in gemm.h: 16 floats with
-// AVX-512, 8 with AVX2) as a GCC/Clang vector type: + and * on it act lane by lane, and
-// std::memcpy to or from memory compiles to one unaligned load or store.
-template <typename T>
-struct Lanes {
-  typedef T type __attribute__((vector_size(kVectorBytes)));
-};
 
 // Channels [c0, c0 + registers*lanes) of `pixels` outputs at once: output p is
 //     out[p*out_step + c] = init[c] + sum_t a[t][p*a_step + c] * b[t][c],
@@ -88,25 +80,25 @@ template <int pixels, int registers, typename T>
 inline void sum_of_products_block(index_t terms, const T* const* a, index_t a_step,
                                   const T* const* b, const T* init, index_t c0, T* out,
                                   index_t out_step) {
-  using Vec = typename Lanes<T>::type;
-  constexpr index_t lanes = sizeof(Vec) / sizeof(T);
-  Vec sum[pixels][registers];
+  using V = Vec<T>;  // one register (micro_kernel.h): + and * act lane by lane
+  constexpr index_t lanes = kLanes<T>;
+  V sum[pixels][registers];
 #pragma GCC unroll 8
   for (int r = 0; r < registers; ++r) {
-    Vec start = Vec{};
-    if (init) std::memcpy(&start, init + c0 + r * lanes, sizeof(Vec));
+    V start = V{};
+    if (init) std::memcpy(&start, init + c0 + r * lanes, sizeof(V));
 #pragma GCC unroll 8
     for (int p = 0; p < pixels; ++p) sum[p][r] = start;
   }
   for (index_t t = 0; t < terms; ++t) {
 #pragma GCC unroll 8
     for (int r = 0; r < registers; ++r) {
-      Vec b_t;
-      std::memcpy(&b_t, b[t] + c0 + r * lanes, sizeof(Vec));
+      V b_t;
+      std::memcpy(&b_t, b[t] + c0 + r * lanes, sizeof(V));
 #pragma GCC unroll 8
       for (int p = 0; p < pixels; ++p) {
-        Vec a_t;
-        std::memcpy(&a_t, a[t] + p * a_step + c0 + r * lanes, sizeof(Vec));
+        V a_t;
+        std::memcpy(&a_t, a[t] + p * a_step + c0 + r * lanes, sizeof(V));
         sum[p][r] += a_t * b_t;
       }
     }
@@ -115,7 +107,7 @@ inline void sum_of_products_block(index_t terms, const T* const* a, index_t a_st
   for (int p = 0; p < pixels; ++p)
 #pragma GCC unroll 8
     for (int r = 0; r < registers; ++r)
-      std::memcpy(out + p * out_step + c0 + r * lanes, &sum[p][r], sizeof(Vec));
+      std::memcpy(out + p * out_step + c0 + r * lanes, &sum[p][r], sizeof(V));
 }
 
 // out[p*out_step + c] = init[c] + sum_{t < terms} a[t][p*a_step + c] * b[t][c] for
@@ -125,7 +117,7 @@ inline void sum_of_products_block(index_t terms, const T* const* a, index_t a_st
 template <int pixels, typename T>
 void sum_of_products(index_t terms, const T* const* a, index_t a_step, const T* const* b,
                      const T* init, index_t channels, T* out, index_t out_step) {
-  constexpr index_t lanes = sizeof(typename Lanes<T>::type) / sizeof(T);
+  constexpr index_t lanes = kLanes<T>;
   constexpr int registers = 8 / pixels;  // 8 sums in registers: 1 pixel x 8, or 4 x 2
   constexpr int half = registers / 2;
   index_t c0 = 0;
@@ -278,9 +270,6 @@ void backward_input_one_filter_per_channel(const Conv2dGeometry& g, const T* gra
   }
 }
 
-template <typename T>
-constexpr index_t kLanesOf = index_t(sizeof(typename Lanes<T>::type) / sizeof(T));
-
 // One output row's contribution to a 3x3 kernel's gradient, for channels
 // [c0, c0 + B*lanes): the nine tap sums of the block stay in 9*B registers over the whole
 // row (a multiply-add costs one load of x, where adding into row_sum cost three memory
@@ -288,8 +277,8 @@ constexpr index_t kLanesOf = index_t(sizeof(typename Lanes<T>::type) / sizeof(T)
 template <typename T, int B>
 void kernel_gradient_row_3x3(const Conv2dGeometry& g, const T* image, const T* grad_row, index_t oh,
                              index_t kh_first, index_t kh_last, index_t c0, T* row_sum) {
-  using V = typename Lanes<T>::type;
-  constexpr index_t W = kLanesOf<T>;
+  using V = Vec<T>;
+  constexpr index_t W = kLanes<T>;
   const index_t channels = g.in_channels;
   V acc[9][B];
   for (int t = 0; t < 9; ++t)
@@ -348,9 +337,9 @@ void backward_kernel_one_filter_per_channel(const Conv2dGeometry& g, const T* x,
       index_t c_done = 0;
       if (g.kernel_height == 3 && g.kernel_width == 3) {
         const T* grad_row = grad_y + row * g.out_width * channels;
-        for (; c_done + 2 * kLanesOf<T> <= channels; c_done += 2 * kLanesOf<T>)
+        for (; c_done + 2 * kLanes<T> <= channels; c_done += 2 * kLanes<T>)
           kernel_gradient_row_3x3<T, 2>(g, image, grad_row, oh, kh_first, kh_last, c_done, row_sum.data());
-        for (; c_done + kLanesOf<T> <= channels; c_done += kLanesOf<T>)
+        for (; c_done + kLanes<T> <= channels; c_done += kLanes<T>)
           kernel_gradient_row_3x3<T, 1>(g, image, grad_row, oh, kh_first, kh_last, c_done, row_sum.data());
       }
       if (c_done < channels) {
