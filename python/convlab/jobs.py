@@ -179,23 +179,38 @@ def train_segmentation(epochs=30, batch_size=32, device="cpu", out="convlab-runs
     near the entropy of the class frequencies for a few epochs before the shapes come out
     (PyTorch shows the same plateau with this architecture), hence the 30 epochs.
     """
+    model, history, summary, _ = _segment_shapes(
+        "segmentation", lambda: applications.segmentation_net(img_size=(image_size, image_size), num_classes=3,
+                                                              filters=filters),
+        out, seed, device, epochs, batch_size, verbose, image_size, filters, num_train, num_validation, num_test)
+    return _finish(model, history, out, summary, verbose)
+
+
+def _segment_shapes(job, build, out, seed, device, epochs, batch_size, verbose, image_size, filters, num_train,
+                   num_validation, num_test):
+    """The segmentation jobs' common run, so that every net trained by one meets the same
+    data, split, optimizer, loss and epochs: the shapes trimaps (shapes of 0.3-0.6 of the
+    side), rmsprop with its rate halved every 8 epochs (as in the book; the halving lets the
+    last epochs settle instead of swinging by a few points of IoU from one epoch to the next),
+    sparse categorical crossentropy, the test mean IoU over the three classes, and
+    predictions.png. `build()` makes the model once the seed is set and the data drawn.
+    Returns (model, history, summary, the picture's path); the caller finishes the run."""
     _prepare(out, seed, device)
     train, validation, test = _shapes(num_train, num_validation, num_test, image_size, seed, verbose, min_size=0.3)
-    model = applications.segmentation_net(img_size=(image_size, image_size), num_classes=3, filters=filters)
+    model = build()
     model.to(device)
-    # rmsprop as in the book; the rate halves every 8 epochs so the last epochs settle
-    # instead of swinging by a few points of IoU from one epoch to the next.
     model.compile(optimizer=_halving_rmsprop(len(train), batch_size, 8), loss="sparse_categorical_crossentropy",
                   metrics=[MeanIoU(num_classes=3, sparse_y_pred=False)])
     history, results = _train_and_test(model, (train.images, train.masks), (validation.images, validation.masks),
                                        (test.images, test.masks), epochs, batch_size, verbose, "mean_iou",
                                        test_batch_size=64)
     predicted = model.predict(test.images[:6], batch_size=6).argmax(-1)
-    _mask_montage(test.images[:6], test.masks[:6], predicted, os.path.join(out, "predictions.png"))
-    summary = {"job": "segmentation", "epochs": epochs, "batch_size": batch_size, "device": device, "seed": seed,
+    picture = os.path.join(out, "predictions.png")
+    _mask_montage(test.images[:6], test.masks[:6], predicted, picture)
+    summary = {"job": job, "epochs": epochs, "batch_size": batch_size, "device": device, "seed": seed,
                "image_size": image_size, "filters": list(filters), "train_samples": len(train),
                "validation_samples": len(validation), "test_samples": len(test), **results}
-    return _finish(model, history, out, summary, verbose)
+    return model, history, summary, picture
 
 
 def book_augmentation(seed=None):

@@ -26,7 +26,6 @@ import numpy as np
 
 from . import applications, detection, optimizers
 from .detection_job import CLASS_COLOURS, _draw_box
-from .metrics import MeanIoU
 
 __all__ = ["train_localization", "train_fcn", "normalized_center_boxes"]
 
@@ -135,27 +134,16 @@ def train_fcn(out="convlab-runs/fcn", epochs=30, batch_size=32, seed=0, device="
     halved every 8 epochs), loss and epochs; reports the test mean IoU. compare_with: the
     segmentation job's results.json, whose mean IoU is printed too when its run matches.
     quick=True: a seconds-long run for tests (64 images, 1 epoch, narrow widths)."""
-    from .jobs import _finish, _halving_rmsprop, _mask_montage, _prepare, _shapes, _train_and_test
+    from .jobs import _finish, _segment_shapes
 
     if quick:
         num_train, num_validation, num_test, epochs, filters = 64, 16, 16, 1, (4, 8, 8)
     verbose = 0 if quiet else 1
-    _prepare(out, seed, device)
-    train, validation, test = _shapes(num_train, num_validation, num_test, image_size, seed, verbose, min_size=0.3)
-    model = applications.fcn_segmentation(input_shape=(image_size, image_size, 3), classes=3, filters=filters)
-    model.to(device)
-    model.compile(optimizer=_halving_rmsprop(len(train), batch_size, 8), loss="sparse_categorical_crossentropy",
-                  metrics=[MeanIoU(num_classes=3, sparse_y_pred=False)])
-    history, results = _train_and_test(model, (train.images, train.masks), (validation.images, validation.masks),
-                                       (test.images, test.masks), epochs, batch_size, verbose, "mean_iou",
-                                       test_batch_size=64)
-    predicted = model.predict(test.images[:6], batch_size=6).argmax(-1)
-    picture = os.path.join(out, "predictions.png")
-    _mask_montage(test.images[:6], test.masks[:6], predicted, picture)
-    summary = {"job": "fcn", "epochs": epochs, "batch_size": batch_size, "device": device, "seed": seed,
-               "image_size": image_size, "filters": list(filters), "parameters": model.count_params(),
-               "train_samples": len(train), "validation_samples": len(validation), "test_samples": len(test),
-               "predictions": picture, **results}
+    model, history, summary, picture = _segment_shapes(
+        "fcn", lambda: applications.fcn_segmentation(input_shape=(image_size, image_size, 3), classes=3,
+                                                     filters=filters),
+        out, seed, device, epochs, batch_size, verbose, image_size, filters, num_train, num_validation, num_test)
+    summary.update(parameters=model.count_params(), predictions=picture)
     other = _matching_segmentation_result(compare_with, summary) if compare_with else None
     summary["segmentation_net_test_mean_iou"] = other
     if verbose:
