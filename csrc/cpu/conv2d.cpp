@@ -51,7 +51,6 @@
 #include "gemm.h"
 #include "indirect_conv.h"
 #include "kernels.h"
-#include "micro_kernel.h"
 
 namespace convlab::cpu {
 namespace {
